@@ -1,0 +1,93 @@
+"""Reference implementations of the normalization layers, in NumPy.
+
+These are what hidden tests and check helpers compare student code with, so they follow
+PyTorch's conventions exactly (the test suite checks them against ``torch.nn`` in float64):
+
+* ``momentum`` is the weight given to the *new* batch statistic:
+  ``running = (1 - momentum) * running + momentum * batch_stat``.
+* The output is normalised with the *biased* batch variance (divide by N), while
+  ``running_var`` accumulates the *unbiased* one (divide by N - 1).
+* Running statistics start at mean 0 and variance 1.
+
+The layer's state lives in a plain dict, ``bn_param``, which the forward pass updates in place:
+
+    mode          "train" or "eval" (default "train")
+    eps           added to the variance inside the square root (default 1e-5)
+    momentum      weight of the new batch in the running averages (default 0.1)
+    running_mean  shape (D,), created as zeros on the first call if missing
+    running_var   shape (D,), created as ones on the first call if missing
+
+In train mode the forward pass also returns a ``cache`` dict for the backward pass with the
+keys listed in ``CACHE_KEYS``; in eval mode the cache is ``None``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_EPS = 1e-5
+DEFAULT_MOMENTUM = 0.1
+
+#: What the train-mode forward pass hands to the backward pass (Chapter 3).
+CACHE_KEYS = ("x", "mean", "var", "std", "x_hat", "gamma", "eps")
+
+
+def init_running_stats(bn_param: dict, num_features: int, dtype=np.float64) -> None:
+    """Create PyTorch's initial running statistics (mean 0, variance 1) if they are missing."""
+    bn_param.setdefault("running_mean", np.zeros(num_features, dtype=dtype))
+    bn_param.setdefault("running_var", np.ones(num_features, dtype=dtype))
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalization of an (N, D) batch, one statistic per feature (column).
+
+    Returns ``(out, cache)``; updates ``bn_param["running_mean"]`` and
+    ``bn_param["running_var"]`` in train mode and leaves them untouched in eval mode.
+    """
+    mode = bn_param.get("mode", "train")
+    eps = bn_param.get("eps", DEFAULT_EPS)
+    momentum = bn_param.get("momentum", DEFAULT_MOMENTUM)
+    n, d = x.shape
+    init_running_stats(bn_param, d, x.dtype)
+
+    if mode == "train":
+        if n < 2:
+            # torch raises too: one example has no spread to normalise by.
+            raise ValueError("batch normalization in train mode needs more than one value per feature")
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)  # biased: this is what the output is normalised with
+        std = np.sqrt(var + eps)
+        x_hat = (x - mean) / std
+        out = gamma * x_hat + beta
+        unbiased_var = var * n / (n - 1)
+        bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mean
+        bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * unbiased_var
+        cache = {"x": x, "mean": mean, "var": var, "std": std, "x_hat": x_hat, "gamma": gamma, "eps": eps}
+        return out, cache
+    if mode == "eval":
+        x_hat = (x - bn_param["running_mean"]) / np.sqrt(bn_param["running_var"] + eps)
+        return gamma * x_hat + beta, None
+    raise ValueError(f"bn_param['mode'] must be 'train' or 'eval', not {mode!r}")
+
+
+def nchw_to_rows(x):
+    """(N, C, H, W) -> (N*H*W, C): every pixel of every image becomes a row, channels are columns."""
+    n, c, h, w = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+def rows_to_nchw(rows, shape):
+    """Inverse of :func:`nchw_to_rows` for an array of the original (N, C, H, W) ``shape``."""
+    n, c, h, w = shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalization of an (N, C, H, W) batch, one statistic per channel (BatchNorm2d).
+
+    Each channel is normalised over the batch *and* the spatial positions, so the count
+    behind its statistics is N*H*W. Returns ``(out, cache)`` where ``cache`` is the cache of
+    the (N*H*W, C) batch norm that does the work.
+    """
+    out_rows, cache = batchnorm_forward(nchw_to_rows(x), gamma, beta, bn_param)
+    return rows_to_nchw(out_rows, x.shape), cache

@@ -1,0 +1,91 @@
+"""Realistic wrong answers to Exercise 2, written as edits of the solution's source.
+
+Each one is a mistake students make (and the issue lists), applied to the solution notebook
+as text replacements inside one solution cell. ``fails`` names the test cells that must lose
+their points; every other test cell must keep them. ``says`` is a phrase the visible check's
+message must contain, so the student is told what the mistake is, not only that there is one.
+
+Why some mistakes fail two cells: ``spatial_batchnorm_forward`` reuses ``batchnorm_forward``
+(as the exercise asks), so a wrong normalisation or wrong running statistics in the 2D
+function also make the 4D output or its running statistics wrong.
+"""
+
+from dataclasses import dataclass, field
+
+EXERCISE = "ex02_batchnorm_forward"
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    name: str
+    cell: str  # grade_id of the solution cell that is edited
+    replacements: tuple  # (old, new) pairs, each old must occur in the cell
+    fails: frozenset  # grade_ids of the test cells that must score 0
+    says: str = ""  # part of the message the visible check must print
+    notes: str = field(default="", compare=False)
+
+
+WRONG_ANSWERS = [
+    WrongAnswer(
+        "unbiased_variance_in_normalisation", "batchnorm_forward",
+        (("var = x.var(axis=0)", "var = x.var(axis=0, ddof=1)"), ("unbiased_var = var * N / (N - 1)", "unbiased_var = var")),
+        frozenset({"test_forward_train", "test_spatial"}), says="unbiased variance"),
+    WrongAnswer(
+        "missing_eps", "batchnorm_forward",
+        (("std = np.sqrt(var + eps)", "std = np.sqrt(var)"),),
+        frozenset({"test_forward_train", "test_spatial"}), says="eps"),
+    WrongAnswer(
+        "keras_momentum_convention", "batchnorm_forward",
+        (("(1 - momentum) * running_mean + momentum * mean", "momentum * running_mean + (1 - momentum) * mean"),
+         ("(1 - momentum) * running_var + momentum * unbiased_var", "momentum * running_var + (1 - momentum) * unbiased_var")),
+        frozenset({"test_running_stats", "test_spatial"}), says="Keras"),
+    WrongAnswer(
+        "running_stats_never_stored", "batchnorm_forward",
+        (('bn_param["running_mean"] = (1 - momentum)', 'new_running_mean = (1 - momentum)'),
+         ('bn_param["running_var"] = (1 - momentum)', 'new_running_var = (1 - momentum)')),
+        frozenset({"test_running_stats", "test_spatial"}), says="no 'running_mean'"),
+    WrongAnswer(
+        "running_stats_updated_in_eval_mode", "batchnorm_forward",
+        (("        cache = None\n",
+          "        cache = None\n"
+          "        bn_param[\"running_mean\"] = (1 - momentum) * running_mean + momentum * x.mean(axis=0)\n"),),
+        frozenset({"test_eval_mode"}), says="changed during an eval-mode call"),
+    WrongAnswer(
+        "eval_mode_uses_batch_statistics", "batchnorm_forward",
+        (("out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta",
+          "out = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps) + beta"),),
+        frozenset({"test_eval_mode"}), says="batch's own statistics"),
+    WrongAnswer(
+        "input_mutated_in_place", "batchnorm_forward",
+        (("        x_hat = (x - mean) / std\n", "        x -= mean\n        x_hat = x / std\n"),),
+        frozenset({"test_cache_and_inputs"}), says="`x` was modified"),
+    WrongAnswer(
+        "statistics_over_wrong_axis", "batchnorm_forward",
+        (("mean = x.mean(axis=0)", "mean = x.mean(axis=1, keepdims=True)"),
+         ("var = x.var(axis=0)", "var = x.var(axis=1, keepdims=True)")),
+        frozenset({"test_forward_train", "test_running_stats", "test_cache_and_inputs", "test_spatial"}),
+        says="axis 1"),
+    WrongAnswer(
+        "spatial_reshape_without_transpose", "spatial_batchnorm_forward",
+        (("rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)", "rows = x.reshape(N * H * W, C)"),
+         ("out = out_rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "out = out_rows.reshape(N, C, H, W)")),
+        frozenset({"test_spatial"}), says="without moving the channel axis"),
+]
+
+TEST_CELL_POINTS = {"test_forward_train": 3, "test_running_stats": 2, "test_eval_mode": 2,
+                    "test_cache_and_inputs": 1, "test_spatial": 2}
+
+
+def apply(wrong: WrongAnswer, notebook):
+    """Return a copy of the solution notebook (an nbformat node) with the mistake made."""
+    import copy
+
+    nb = copy.deepcopy(notebook)
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == wrong.cell:
+            for old, new in wrong.replacements:
+                if old not in cell.source:
+                    raise ValueError(f"{wrong.name}: {old!r} is not in cell {wrong.cell}")
+                cell.source = cell.source.replace(old, new)
+            return nb
+    raise ValueError(f"{wrong.name}: no cell {wrong.cell}")
