@@ -1,0 +1,48 @@
+"""nbgrader configuration of the course.
+
+nbgrader reads this file when it runs from the ``autograder/`` folder (``bncourse.grading``
+and the Makefile always run it from there). Paths are relative to the course root, the folder
+above this one, so that the tests can copy the course to a temporary folder and grade there.
+"""
+
+import os
+
+c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
+
+COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+c.CourseDirectory.root = COURSE_ROOT
+c.CourseDirectory.course_id = "batchnorm-course"
+c.CourseDirectory.source_directory = "solutions"  # nbgrader source notebooks (instructor only)
+c.CourseDirectory.release_directory = "exercises"  # what students get (committed)
+c.CourseDirectory.submitted_directory = "autograder/submitted"
+c.CourseDirectory.autograded_directory = "autograder/autograded"
+c.CourseDirectory.feedback_directory = "autograder/feedback"
+c.ZipCollectApp.archive_directory = "archive"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "autograder", "gradebook.db")
+# Never copy instructor-side files next to a student's notebook.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".nbgrader.log"]
+
+# Execution. `Execute.timeout` is the per-cell limit nbgrader uses (it overrides
+# ExecutePreprocessor.timeout). On a timeout the kernel is interrupted and the remaining cells
+# still run, so a hanging answer loses only the checks that depend on it.
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True
+c.Execute.startup_timeout = 120
+
+# A correct answer that prints a warning on stderr would otherwise score 0: nbgrader counts any
+# stderr output in a test cell as a failure. Our checks fail by raising, never by printing, so
+# every stderr stream is dropped (both settings are needed for the preprocessor to act).
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"(?s)."
+
+# A student who deletes a test cell gets it back (restored from the gradebook) instead of
+# silently skipping the test.
+c.OverwriteCells.add_missing_cells = True
+
+# Feedback: hidden test source is never shown to students.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "nbgrader.preprocessors.ClearHiddenTests",
+]
