@@ -217,7 +217,8 @@ def _record_ungradable(course: Course, student: str) -> None:
         gb.update_or_create_student(student)
 
 
-def grade_student(course: Course, student: str, assignment: str, student_timeout: float) -> StudentResult:
+def grade_student(course: Course, student: str, assignment: str, student_timeout: float,
+                  cell_timeout: int | None = None) -> StudentResult:
     result = StudentResult(student)
     flags, error = inspect_submission(course, student, assignment)
     result.flags.extend(flags)
@@ -226,7 +227,8 @@ def grade_student(course: Course, student: str, assignment: str, student_timeout
         _record_ungradable(course, student)
         return result
     try:
-        run = nbgrader(course, "autograde", assignment, "--student", student, "--create", "--force",
+        extra = [f"--Execute.timeout={cell_timeout}"] if cell_timeout else []
+        run = nbgrader(course, "autograde", assignment, "--student", student, "--create", "--force", *extra,
                        timeout=student_timeout)
     except subprocess.TimeoutExpired:
         result.error = f"grading took longer than {student_timeout:.0f} s and was stopped"
@@ -282,7 +284,8 @@ def format_summary(results: list[StudentResult]) -> str:
 
 
 def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None = None,
-                     student_timeout: float = 600, progress=print) -> list[StudentResult]:
+                     student_timeout: float = 600, cell_timeout: int | None = None,
+                     progress=print) -> list[StudentResult]:
     """Grade every submission of ``assignment``; returns one result per student."""
     prepare_gradebook(course, assignment)
     if lms_downloads is not None:
@@ -291,7 +294,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
     results = []
     for i, student in enumerate(students, 1):
         progress(f"[{i}/{len(students)}] grading {student}")
-        results.append(grade_student(course, student, assignment, student_timeout))
+        results.append(grade_student(course, student, assignment, student_timeout, cell_timeout))
     if students:
         _nbgrader_checked(course, "generate_feedback", assignment, "--force")
     reports = course.autograder / "reports"
@@ -308,9 +311,11 @@ def main(argv=None) -> int:
     parser.add_argument("--course-root", type=Path, default=REPO_ROOT, help="course checkout to grade in")
     parser.add_argument("--student-timeout", type=float, default=600,
                         help="wall-time limit for grading one submission, in seconds (default 600)")
+    parser.add_argument("--cell-timeout", type=int,
+                        help="seconds one cell may run before it is interrupted (default: nbgrader_config.py's)")
     args = parser.parse_args(argv)
     course = Course(args.course_root.resolve())
-    results = grade_assignment(course, args.assignment, args.lms, args.student_timeout)
+    results = grade_assignment(course, args.assignment, args.lms, args.student_timeout, args.cell_timeout)
     print()
     print(format_summary(results) if results else "No submissions found under autograder/submitted/.")
     print(f"\nGrades CSV:   {course.autograder / 'grades.csv'}")

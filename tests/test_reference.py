@@ -1,0 +1,68 @@
+"""The reference implementations agree with PyTorch in float64, for several shapes, momenta
+and numbers of steps, in train and eval mode."""
+
+import numpy as np
+import pytest
+import torch
+
+from bncourse import reference
+
+
+def _torch_layer(cls, num_features, momentum, gamma, beta, eps=1e-5):
+    layer = cls(num_features, momentum=momentum, eps=eps, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma))
+        layer.bias.copy_(torch.from_numpy(beta))
+    return layer
+
+
+@pytest.mark.parametrize("n, d", [(2, 1), (5, 3), (64, 17)])
+@pytest.mark.parametrize("momentum", [0.1, 0.01, 0.5, 1.0])
+def test_batchnorm1d_train_steps_then_eval(n, d, momentum):
+    rng = np.random.default_rng(n * 100 + d)
+    gamma, beta = rng.uniform(0.5, 2, d), rng.uniform(-1, 1, d)
+    layer = _torch_layer(torch.nn.BatchNorm1d, d, momentum, gamma, beta)
+    bn_param = {"mode": "train", "momentum": momentum}
+    for _ in range(6):
+        x = rng.normal(rng.uniform(-3, 3, d), rng.uniform(0.1, 4, d), size=(n, d))
+        ours, cache = reference.batchnorm_forward(x, gamma, beta, bn_param)
+        theirs = layer(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(bn_param["running_mean"], layer.running_mean.numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(bn_param["running_var"], layer.running_var.numpy(), rtol=1e-12, atol=1e-13)
+        assert set(cache) == set(reference.CACHE_KEYS)
+    layer.eval()
+    bn_param["mode"] = "eval"
+    x = rng.normal(size=(n, d))
+    ours, cache = reference.batchnorm_forward(x, gamma, beta, bn_param)
+    np.testing.assert_allclose(ours, layer(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert cache is None
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 3, 3), (7, 1, 2, 6)])
+@pytest.mark.parametrize("momentum", [0.1, 0.3])
+def test_batchnorm2d_train_steps_then_eval(shape, momentum):
+    rng = np.random.default_rng(sum(shape))
+    c = shape[1]
+    gamma, beta = rng.uniform(0.5, 2, c), rng.uniform(-1, 1, c)
+    layer = _torch_layer(torch.nn.BatchNorm2d, c, momentum, gamma, beta)
+    bn_param = {"mode": "train", "momentum": momentum}
+    for _ in range(4):
+        x = rng.normal(2, 3, size=shape)
+        ours, _ = reference.spatial_batchnorm_forward(x, gamma, beta, bn_param)
+        np.testing.assert_allclose(ours, layer(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(bn_param["running_var"], layer.running_var.numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(bn_param["running_mean"], layer.running_mean.numpy(), rtol=1e-12, atol=1e-13)
+    layer.eval()
+    bn_param["mode"] = "eval"
+    x = rng.normal(size=shape)
+    ours, _ = reference.spatial_batchnorm_forward(x, gamma, beta, bn_param)
+    np.testing.assert_allclose(ours, layer(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_eval_mode_leaves_running_stats_alone_and_train_needs_two_values():
+    bn_param = {"mode": "eval", "running_mean": np.array([1.0, 2.0]), "running_var": np.array([3.0, 4.0])}
+    reference.batchnorm_forward(np.ones((1, 2)), np.ones(2), np.zeros(2), bn_param)
+    assert bn_param["running_mean"].tolist() == [1.0, 2.0] and bn_param["running_var"].tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError):  # torch raises too (see Chapter 2)
+        reference.batchnorm_forward(np.ones((1, 2)), np.ones(2), np.zeros(2), {"mode": "train"})
