@@ -29,6 +29,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
+# Minimal tracebacks ("CheckFailed: <what is wrong>"): the usual context lines would print the
+# source of hidden tests into the student's feedback. Our check messages carry the explanation.
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--InteractiveShell.xmode=Minimal"]
 
 # A correct answer that prints a warning on stderr would otherwise score 0: nbgrader counts any
 # stderr output in a test cell as a failure. Our checks fail by raising, never by printing, so

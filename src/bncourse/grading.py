@@ -170,8 +170,9 @@ def _cell_problem(cell) -> str:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             name, value = output.get("ename", "Error"), " ".join(str(output.get("evalue", "")).split())
-            if name == "CellTimeoutError":
-                return "timed out (the kernel was interrupted)"
+            # On a timeout nbgrader interrupts the kernel, which raises KeyboardInterrupt in the cell.
+            if name in ("CellTimeoutError", "KeyboardInterrupt"):
+                return "timed out (the kernel was interrupted at the per-cell time limit)"
             return f"{name}: {value}"[:SUMMARY_MESSAGE_CHARS]
     return "failed"
 
