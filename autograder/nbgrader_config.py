@@ -18,6 +18,7 @@ c.CourseDirectory.release_directory = "exercises"  # what students get (committe
 c.CourseDirectory.submitted_directory = "autograder/submitted"
 c.CourseDirectory.autograded_directory = "autograder/autograded"
 c.CourseDirectory.feedback_directory = "autograder/feedback"
+c.ZipCollectApp.downloaded_directory = "autograder/downloaded"  # LMS files: see the end of this file
 c.ZipCollectApp.archive_directory = "archive"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "autograder", "gradebook.db")
 # Never copy instructor-side files next to a student's notebook.
@@ -49,3 +50,10 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
+
+# `make grade LMS=folder`: files downloaded from an LMS are named
+# `<student>_<anything>_<assignment>.ipynb` (Canvas style, e.g. `alice_1234_5678_ex02_batchnorm_forward.ipynb`,
+# a resubmission may end in `-1`). The student id may not contain "_". The regexp sees the full path.
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[^/_]+)_(?:[^/]*_)?(?P<file_id>ex\d\d_[A-Za-z0-9_]+?)(?:-\d+)?\.ipynb$"
+)

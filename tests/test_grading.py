@@ -190,3 +190,22 @@ def test_regrading_gives_the_same_scores(graded):
     assert again.score == results["wrong-keras_momentum_convention"].score
     assert json.loads(json.dumps([c.__dict__ for c in again.cells])) == \
         [c.__dict__ for c in results["wrong-keras_momentum_convention"].cells]
+
+
+def test_lms_downloads_are_collected_and_graded(tmp_path):
+    """Canvas-style file names (`<student>_<ids>_<assignment>[-N].ipynb`) end up as nbgrader
+    submissions of the right students."""
+    course = tmp_path / "course"
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(REPO / folder, course / folder)
+    (course / "autograder").mkdir()
+    shutil.copy(REPO / "autograder" / "nbgrader_config.py", course / "autograder")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    released = REPO / "exercises" / EXERCISE / f"{EXERCISE}.ipynb"
+    shutil.copy(released, downloads / f"alice_1234_5678_{EXERCISE}.ipynb")
+    shutil.copy(released, downloads / f"bob_99_{EXERCISE}-1.ipynb")
+    results = grading.grade_assignment(grading.Course(course), EXERCISE, lms_downloads=downloads,
+                                       progress=lambda _: None)
+    assert sorted(r.student for r in results) == ["alice", "bob"]
+    assert all(r.score == 0 and r.max_score == FULL for r in results)
