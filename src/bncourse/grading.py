@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Lines of a failed check's message worth showing in a summary (the first says what failed).
+# How much of a failed check's message a summary line shows (its start says what failed).
 SUMMARY_MESSAGE_CHARS = 300
 
 
@@ -177,10 +177,10 @@ def _cell_problem(cell) -> str:
     return "failed"
 
 
-def _cells_with_errors(notebook) -> list[str]:
+def _cells_with_errors(cells: dict) -> list[str]:
     """Ungraded cells (the student's answers) that raised or timed out, in words."""
     problems = []
-    for grade_id, cell in _nbgrader_cells(notebook).items():
+    for grade_id, cell in cells.items():
         if cell["metadata"]["nbgrader"].get("grade"):
             continue
         if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
@@ -199,14 +199,13 @@ def read_scores(course: Course, student: str, assignment: str, result: StudentRe
         autograded_path = course.autograded_notebook(student, assignment)
         graded_cells = _nbgrader_cells(_read_notebook(autograded_path)) if autograded_path.exists() else {}
         for notebook in submission.notebooks:
-            for grade in sorted(notebook.grades, key=lambda g: g.cell.name if g.cell else ""):
+            for grade in sorted(notebook.grades, key=lambda g: g.name):
                 problem = ""
                 if grade.score < grade.max_score:
                     cell = graded_cells.get(grade.name)
                     problem = _cell_problem(cell) if cell else "no output"
                 result.cells.append(CellResult(grade.name, grade.score, grade.max_score, problem))
-        if graded_cells:
-            result.flags.extend(_cells_with_errors({"cells": list(graded_cells.values())}))
+        result.flags.extend(_cells_with_errors(graded_cells))
 
 
 def _record_ungradable(course: Course, student: str) -> None:
