@@ -1,0 +1,19 @@
+"""Trusted checks, one module per assignment, named like the assignment.
+
+Each module defines ``CHECKS``: for every test cell (by ``grade_id``) a function
+``check(answers, rng)`` that raises ``AssertionError`` (``CheckFailed``) when the student's answer
+is wrong. ``answers.<name>`` calls the student's function of that name in the answers sandbox;
+``rng`` is a NumPy generator seeded with a secret that differs per student and per cell, so draw
+shapes, seeds and parameters from it. See ``../AUTHORING.md``.
+"""
+
+import importlib
+
+
+def trusted_checks(assignment: str) -> dict:
+    try:
+        module = importlib.import_module(f"{__name__}.{assignment}")
+    except ModuleNotFoundError as exc:
+        raise LookupError(f"no trusted checks for {assignment}: add src/bncourse/grading/assignments/"
+                          f"{assignment}.py (see AUTHORING.md)") from exc
+    return module.CHECKS

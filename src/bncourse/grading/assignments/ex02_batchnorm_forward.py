@@ -1,0 +1,54 @@
+"""Trusted checks for Exercise 2: the same check helpers the notebook uses, on secret inputs.
+
+Shapes, seeds and momenta are drawn per student from ``rng``; they cover the cases the visible
+and hidden tests cover (a constant feature, a single example in eval mode, several momenta,
+non-square images) without being any of them.
+"""
+
+from bncourse import checks
+
+
+def _size(rng, low, high) -> int:
+    return int(rng.integers(low, high + 1))
+
+
+def _seed(rng) -> int:
+    return int(rng.integers(2**31))
+
+
+def forward_train(answers, rng):
+    shapes = [(_size(rng, 2, 6), _size(rng, 1, 4)), (_size(rng, 10, 40), _size(rng, 3, 12)),
+              (_size(rng, 20, 70), _size(rng, 2, 9))]
+    checks.check_batchnorm_forward_train(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng))
+
+
+def running_stats(answers, rng):
+    momenta = tuple(round(float(m), 3) for m in rng.uniform(0.02, 0.95, size=2))
+    checks.check_running_stats(answers.batchnorm_forward, n=_size(rng, 3, 30), d=_size(rng, 2, 8), momenta=momenta,
+                               steps=_size(rng, 3, 7), seed=_seed(rng))
+
+
+def eval_mode(answers, rng):
+    shapes = ((_size(rng, 2, 20), _size(rng, 1, 8)), (1, _size(rng, 1, 8)))
+    checks.check_eval_mode(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng))
+
+
+def cache_and_inputs(answers, rng):
+    checks.check_cache_and_inputs(answers.batchnorm_forward, n=_size(rng, 3, 20), d=_size(rng, 2, 9), seed=_seed(rng))
+
+
+def spatial(answers, rng):
+    shapes = ((_size(rng, 2, 4), _size(rng, 2, 5), _size(rng, 2, 5), _size(rng, 3, 6)),
+              (1, _size(rng, 1, 4), _size(rng, 2, 4), _size(rng, 2, 4)))
+    momentum = round(float(rng.uniform(0.02, 0.5)), 3)
+    checks.check_spatial_batchnorm_forward(answers.spatial_batchnorm_forward, shapes=shapes, seed=_seed(rng),
+                                           momentum=momentum)
+
+
+CHECKS = {
+    "test_forward_train": forward_train,
+    "test_running_stats": running_stats,
+    "test_eval_mode": eval_mode,
+    "test_cache_and_inputs": cache_and_inputs,
+    "test_spatial": spatial,
+}

@@ -1,0 +1,107 @@
+"""Run a student's answer cells, then call their functions on request (inside the sandbox).
+
+Usage: python serve_answers.py CELLS_JSON REQUEST_FD REPLY_FD
+
+CELLS_JSON lists the code cells to run, in order: the exercise's setup cells and the student's
+answer and extra cells, never the test cells. The trusted grader then sends calls such as
+``{"call": "batchnorm_forward", "args": [...], "kwargs": {...}}`` and gets back the value the
+function returned plus the arguments as they are after the call (so that in-place updates, like
+running statistics stored into ``bn_param``, are seen outside). The verdict is made outside:
+nothing this process says is trusted.
+
+Events sent while starting: ``{"event": "cell", "index": i}`` before each cell,
+``{"event": "cell_done", "index": i, "error": str|None}`` after it, then ``{"event": "ready"}``.
+A cell that never finishes or ends the process is detected by the grader from the missing
+``cell_done``; it restarts this program with that cell in the skip list.
+"""
+
+import ast
+import json
+import os
+import sys
+
+import wire
+
+
+def _without_magics(source: str) -> str:
+    # Jupyter magics (%time, !pip ...) are not Python; the answers do not need them.
+    return "\n".join("pass  # " + line if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 - an exception whose message itself fails
+        text = "(no message)"
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def run_cell(cell: dict, namespace: dict):
+    """Run one cell; returns the error in words, or None."""
+    try:
+        tree = ast.parse(_without_magics(cell["source"]), filename=f"<cell {cell['name']}>")
+    except SyntaxError as exc:
+        return _describe(exc)
+    if cell["role"] == "setup":
+        # Statement by statement: the course package is hidden here, so its import fails,
+        # and the other imports of the setup cell must still happen.
+        error = None
+        for statement in tree.body:
+            try:
+                exec(compile(ast.Module([statement], []), f"<cell {cell['name']}>", "exec"), namespace)
+            except Exception as exc:  # noqa: BLE001
+                error = error or _describe(exc)
+        return None if error and "bncourse" in error else error
+    try:
+        exec(compile(tree, f"<cell {cell['name']}>", "exec"), namespace)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        return _describe(exc)
+    return None
+
+
+def serve(namespace: dict, requests: int, replies: int) -> None:
+    while True:
+        try:
+            request = wire.receive(requests)
+        except EOFError:
+            return
+        name = request.get("call")
+        function = namespace.get(name) if isinstance(name, str) else None
+        if not callable(function):
+            wire.send(replies, {"ok": False, "missing": True})
+            continue
+        try:
+            args, kwargs = wire.decode(request["args"]), wire.decode(request["kwargs"])
+            result = function(*args, **kwargs)
+            reply = {"ok": True, "result": wire.encode(result), "args": wire.encode(args),
+                     "kwargs": wire.encode(kwargs)}
+        except BaseException as exc:  # noqa: BLE001 - the student's error, reported in words
+            reply = {"ok": False, "error": _describe(exc)}
+        wire.send(replies, reply)
+
+
+def main() -> None:
+    cells_path, requests, replies = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with open(cells_path, encoding="utf-8") as f:
+        plan = json.load(f)
+    # Keep the channel on private descriptors and silence the student's prints: stdout is not
+    # part of the protocol, and nothing printed here is shown to anyone.
+    requests, replies = os.dup(requests), os.dup(replies)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    skip = set(plan["skip"])
+    for cell in plan["cells"]:
+        if cell["index"] in skip:
+            continue
+        wire.send(replies, {"event": "cell", "index": cell["index"]})
+        error = run_cell(cell, namespace)
+        wire.send(replies, {"event": "cell_done", "index": cell["index"], "error": error})
+    wire.send(replies, {"event": "ready"})
+    serve(namespace, requests, replies)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""The instructor's grading pipeline (``make grade``): safe, parallel, resumable.
+
+For one assignment, from a folder of submissions to a gradebook, feedback HTML, a grades CSV and
+a summary in plain words::
+
+    python -m bncourse.grading ex02_batchnorm_forward            # autograder/submitted/<student>/<assignment>/
+    python -m bncourse.grading ex02_batchnorm_forward --lms DIR  # .ipynb/.zip files downloaded from an LMS
+
+Steps (``AUTHORING.md`` and ``autograder/GRADING.md`` say more):
+
+1. record the assignment in a working copy of the gradebook (nbgrader ``generate_assignment``);
+2. find each student's submission and rebuild it from the release (:mod:`.intake`);
+3. self-test: the reference solution must pass every trusted check in the sandbox, or nothing is
+   graded (a broken sandbox must not give a class zeros);
+4. per student, in parallel (one worker per core): run the notebook in a sandboxed kernel for the
+   feedback, and run the trusted checks against the student's functions in a second sandbox
+   (:mod:`.trusted`). Each finished student is saved under ``autograder/work/``, so an
+   interrupted run resumes where it stopped and a re-run only redoes what changed;
+5. one process records everything in the gradebook (trusted verdicts count), puts the gradebook
+   in place, writes feedback, the grades CSV and the summary (all written whole, then renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import gradebook, intake, sandbox, trusted
+from .assignments import trusted_checks
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SUMMARY_MESSAGE_CHARS = 300  # how much of a failed check's message a summary line shows
+RESULT_VERSION = 1  # bump to invalidate saved per-student results after changing their meaning
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    score: float
+    max_score: float
+    problem: str = ""  # empty when the cell earned its points
+
+
+@dataclass
+class StudentResult:
+    student: str
+    score: float | None = None
+    max_score: float | None = None
+    cells: list[CellResult] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # plain-words notes for the instructor
+    error: str = ""  # set when the submission could not be graded at all
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "not graded"
+        return "full marks" if self.score == self.max_score else "partial" if self.score else "zero"
+
+
+@dataclass
+class Course:
+    """Paths of a course checkout (the repository, or a copy of it that tests grade in)."""
+
+    root: Path
+    db_url_override: str | None = None
+
+    @property
+    def autograder(self) -> Path:
+        return self.root / "autograder"
+
+    @property
+    def db_url(self) -> str:
+        return self.db_url_override or "sqlite:///" + str(self.autograder / "gradebook.db")
+
+    def submitted(self) -> Path:
+        return self.autograder / "submitted"
+
+    def work(self, assignment: str, student: str) -> Path:
+        return self.autograder / "work" / assignment / student
+
+    def checked_notebook(self, assignment: str, student: str) -> Path:
+        return self.root / gradebook.CHECKED / student / assignment / f"{assignment}.ipynb"
+
+    def secret(self) -> bytes:
+        """The key behind each student's secret inputs; made once, never committed."""
+        path = self.autograder / "grading-secret"
+        if not path.exists():
+            intake.write_atomic(path, secrets.token_hex(32).encode())
+            path.chmod(0o600)
+        return path.read_bytes().strip()
+
+
+@dataclass
+class Job:
+    student: str
+    notebook: dict
+    plan: list
+    seed: int
+    key: str
+
+
+# ---------------------------------------------------------------------------------------------
+# One student, in a worker thread (sandboxes only; no gradebook access)
+# ---------------------------------------------------------------------------------------------
+
+def _code_fingerprint() -> str:
+    """Changes when the checks, the references or the sandbox programs change."""
+    package = Path(__file__).resolve().parents[1]
+    files = sorted([*package.glob("*.py"), *Path(__file__).parent.glob("**/*.py")])
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+def _annotate(notebook: dict, verdicts: dict[str, trusted.CellVerdict]) -> None:
+    """Add the trusted verdict under each test cell, where the student's feedback shows it."""
+    for cell in notebook["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        verdict = verdicts.get(grade_id)
+        if verdict is None or cell["cell_type"] != "code":
+            continue
+        text = ("Grader's independent check on new inputs: passed \u2713\n" if verdict.passed else
+                "Grader's independent check on new inputs: FAILED \u2717\n" + verdict.message + "\n")
+        cell["outputs"].append({"output_type": "stream", "name": "stdout", "text": text})
+
+
+def grade_in_sandboxes(course: Course, assignment: str, job: Job, checks: dict, limits: sandbox.Limits,
+                       slots: sandbox.SlotPool) -> dict:
+    """Run one student's sandboxes (or reuse a saved result) and write the notebook for the gradebook."""
+    saved = course.work(assignment, job.student) / "result.json"
+    checked = course.checked_notebook(assignment, job.student)
+    if saved.exists() and checked.exists():
+        try:
+            outcome = json.loads(saved.read_text())
+            if outcome.get("key") == job.key:
+                return outcome
+        except (ValueError, OSError):
+            pass  # an unreadable saved result is simply redone
+    slot = slots.acquire()
+    try:
+        executed, run_note = trusted.execute_notebook(job.notebook, limits, slot)
+        verdicts, cell_errors = trusted.run_trusted_checks(checks, job.plan, job.seed, limits, slot)
+    finally:
+        slots.release(slot)
+    notebook, merge_note = trusted.merge_outputs(job.notebook, executed)
+    in_kernel = trusted.in_kernel_verdicts(notebook) if executed is not None and not merge_note else None
+    _annotate(notebook, verdicts)
+    outcome = {"key": job.key, "version": RESULT_VERSION, "run_note": run_note or merge_note,
+               "in_kernel": in_kernel, "cell_errors": cell_errors,
+               "trusted": {k: asdict(v) for k, v in verdicts.items()}}
+    intake.write_atomic(checked, json.dumps(notebook, indent=1).encode())
+    intake.write_atomic(saved, json.dumps(outcome, indent=1).encode())
+    return outcome
+
+
+def _flags_from(outcome: dict, cell_names_in_order: list[str]) -> list[str]:
+    flags = []
+    for name in cell_names_in_order:
+        if name in outcome["cell_errors"]:
+            flags.append(f"cell '{name}' {outcome['cell_errors'][name]}")
+    if outcome["run_note"]:
+        flags.append(f"the notebook could not be run to the end in Jupyter: {outcome['run_note']} "
+                     "(the scores come from the independent checks)")
+    for grade_id, verdict in outcome["trusted"].items():
+        own = (outcome["in_kernel"] or {}).get(grade_id)
+        if own is None or own == verdict["passed"]:
+            continue
+        if own:
+            flags.append(f"DISAGREEMENT on '{grade_id}': the notebook's own run passed it, but the independent "
+                         "check on new inputs failed; the independent check counts")
+        else:
+            flags.append(f"DISAGREEMENT on '{grade_id}': the notebook's own run failed it, but the independent "
+                         "check on new inputs passed; the independent check counts")
+    return flags
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch
+# ---------------------------------------------------------------------------------------------
+
+def _find_submissions(course: Course, assignment: str, lms: Path | None) -> tuple[list[intake.Submission], list[str]]:
+    if lms is None:
+        return intake.from_submitted_folder(course.submitted(), assignment), []
+    submissions, notes = intake.from_lms_folder(lms, assignment)
+    for s in submissions:  # keep a copy in nbgrader's layout, for the record (the download is untouched)
+        if s.data is not None:
+            intake.write_atomic(course.submitted() / s.student / assignment / f"{assignment}.ipynb", s.data)
+    return submissions, notes
+
+
+def _self_test(course: Course, assignment: str, released: dict, checks: dict, limits: sandbox.Limits) -> None:
+    source = course.root / "solutions" / assignment / f"{assignment}.ipynb"
+    notebook, plan, _, error = intake.rebuild(source.read_bytes(), released)
+    if error:
+        raise RuntimeError(f"self-test: the solution notebook cannot be read: {error}")
+    verdicts, _ = trusted.run_trusted_checks(checks, plan, 0, limits, 0)
+    failed = {k: v.message for k, v in verdicts.items() if not v.passed}
+    if failed:
+        raise RuntimeError("self-test failed, nothing was graded: the reference solution does not pass the "
+                           f"trusted checks in the sandbox: {failed}")
+
+
+def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None = None,
+                     workers: int | None = None, limits: sandbox.Limits = sandbox.Limits(),
+                     progress: bool = True, show_hidden_tests: bool = False) -> list[StudentResult]:
+    """Grade every submission of ``assignment``; returns one result per student."""
+    from tqdm import tqdm
+
+    sandbox.check_available()
+    os.environ["PATH"] = gradebook.tool_env()["PATH"]
+    checks = trusted_checks(assignment)
+    workers = workers or os.cpu_count() or 1
+    with gradebook.SqliteTransaction(course.db_url) as db:
+        released_path = gradebook.prepare(course.root, db.working_url, assignment)
+        released = json.loads(released_path.read_text())
+        test_cells = [c["metadata"]["nbgrader"]["grade_id"] for c in released["cells"]
+                      if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+        if set(test_cells) != set(checks):
+            raise RuntimeError(f"the trusted checks of {assignment} cover {sorted(checks)} but its test cells are "
+                               f"{sorted(test_cells)}: every test cell needs exactly one trusted check")
+        _self_test(course, assignment, released, checks, limits)
+        submissions, batch_notes = _find_submissions(course, assignment, lms_downloads)
+        secret, fingerprint = course.secret(), _code_fingerprint()
+        results: dict[str, StudentResult] = {}
+        jobs: list[Job] = []
+        for submission in submissions:
+            result = results[submission.student] = StudentResult(submission.student, flags=list(submission.flags))
+            if submission.error:
+                result.error = submission.error
+                continue
+            notebook, plan, flags, error = intake.rebuild(submission.data, released)
+            result.flags.extend(flags)
+            if error:
+                result.error = error
+                continue
+            seed = trusted.student_seed(secret, assignment, submission.student)
+            key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
+                                             asdict(limits)], sort_keys=True).encode()).hexdigest()
+            jobs.append(Job(submission.student, notebook, plan, seed, key))
+
+        outcomes: dict[str, dict] = {}
+        slots = sandbox.SlotPool(workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress) as bar:
+            futures = {pool.submit(grade_in_sandboxes, course, assignment, job, checks, limits, slots): job
+                       for job in jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    outcomes[job.student] = future.result()
+                except Exception as exc:  # noqa: BLE001 - one student's failure never stops the batch
+                    results[job.student].error = f"grading failed: {type(exc).__name__}: {exc}"[:500]
+                bar.update()
+
+        # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
+        order = [cell["name"] for cell in (jobs[0].plan if jobs else [])]
+        for student in sorted(results):
+            result = results[student]
+            outcome = outcomes.get(student)
+            if outcome is None:
+                gradebook.record(course.root, db.working_url, assignment, student, None)
+                continue
+            names = [c["name"] for c in next(j for j in jobs if j.student == student).plan] or order
+            result.flags.extend(_flags_from(outcome, names))
+            verdicts = {k: v["passed"] for k, v in outcome["trusted"].items()}
+            error = gradebook.record(course.root, db.working_url, assignment, student, verdicts)
+            if error:
+                result.error = error
+                continue
+            result.score, result.max_score, cells = gradebook.scores(db.working_url, assignment, student)
+            for grade_id in sorted(cells):
+                score, maximum = cells[grade_id]
+                verdict = outcome["trusted"].get(grade_id, {})
+                problem = "" if score >= maximum else verdict.get("message", "failed")
+                result.cells.append(CellResult(grade_id, score, maximum, problem))
+    if any(r.score is not None for r in results.values()):
+        gradebook.feedback(course.root, course.db_url, assignment, show_hidden_tests)
+    reports = course.autograder / "reports"
+    reports.mkdir(exist_ok=True)
+    gradebook.export_csv(course.root, course.db_url, course.autograder / "grades.csv")
+    ordered = [results[s] for s in sorted(results)]
+    write_summary(ordered, reports / f"{assignment}-summary.csv", batch_notes)
+    if progress and batch_notes:
+        print("\n".join(batch_notes))
+    return ordered
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:SUMMARY_MESSAGE_CHARS]
+
+
+def write_summary(results: list[StudentResult], destination: Path, batch_notes: list[str] = ()) -> None:
+    partial = destination.with_name(destination.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "status", "score", "max_score", "problems"])
+        for r in results:
+            problems = [r.error] if r.error else []
+            problems += [f"{c.grade_id}: {_one_line(c.problem)}" for c in r.cells if c.problem]
+            problems += r.flags
+            writer.writerow([r.student, r.status, r.score, r.max_score, " | ".join(problems)])
+        for note in batch_notes:
+            writer.writerow(["", "not a submission", "", "", note])
+    os.replace(partial, destination)
+
+
+def format_summary(results: list[StudentResult]) -> str:
+    lines = [f"{'student':<24} {'score':>11}  status / problems"]
+    for r in results:
+        score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else "-"
+        lines.append(f"{r.student:<24} {score:>11}  {r.error or r.status}")
+        for cell in r.cells:
+            if cell.problem:
+                lines.append(f"{'':<38}- {cell.grade_id} ({cell.score:g}/{cell.max_score:g}): {_one_line(cell.problem)}")
+        for flag in r.flags:
+            lines.append(f"{'':<38}! {flag}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("assignment", help="assignment name, e.g. ex02_batchnorm_forward")
+    parser.add_argument("--lms", type=Path, help="folder of .ipynb/.zip files downloaded from an LMS")
+    parser.add_argument("--course-root", type=Path, default=REPO_ROOT, help="course checkout to grade in")
+    parser.add_argument("--workers", type=int, help="submissions graded at once (default: number of cores)")
+    parser.add_argument("--db-url", help="gradebook database URL (default: sqlite autograder/gradebook.db), e.g. "
+                                         "postgresql+psycopg://grader@dbhost/course")
+    defaults = sandbox.Limits()
+    parser.add_argument("--cell-timeout", type=int, default=defaults.cell_seconds, help="seconds per cell or call")
+    parser.add_argument("--student-timeout", type=float, default=defaults.wall_seconds,
+                        help="seconds for a whole notebook run")
+    parser.add_argument("--memory-mb", type=int, default=defaults.memory_mb, help="address space per process")
+    parser.add_argument("--feedback-shows-hidden-tests", action="store_true",
+                        help="keep hidden test source in the feedback HTML (off by default)")
+    args = parser.parse_args(argv)
+    course = Course(args.course_root.resolve(), args.db_url)
+    limits = sandbox.Limits(wall_seconds=args.student_timeout, cell_seconds=args.cell_timeout,
+                            memory_mb=args.memory_mb)
+    results = grade_assignment(course, args.assignment, args.lms, args.workers, limits,
+                               show_hidden_tests=args.feedback_shows_hidden_tests)
+    print()
+    print(format_summary(results) if results else "No submissions found under autograder/submitted/.")
+    print(f"\nGrades CSV:   {course.autograder / 'grades.csv'}")
+    print(f"Summary CSV:  {course.autograder / 'reports' / (args.assignment + '-summary.csv')}")
+    print(f"Feedback:     {course.autograder / 'feedback'}/<student>/{args.assignment}/")
+    return 0

@@ -1,0 +1,176 @@
+"""Throwaway sandboxes for student code: bubblewrap (``bwrap``) plus resource limits.
+
+Every run gets a fresh mount namespace in which only these exist: the system's ``/usr`` and
+``/etc`` and the course's Python environment, all read-only; the course package (in the answers
+sandbox only its allow-listed modules, so that the reference implementations cannot be imported);
+``/grader`` with the programs in ``inside/`` and the run's input files, read-only; and an empty,
+size-limited ``tmpfs`` as home and working directory. There is no network (a new network namespace
+with only loopback), a new PID namespace (when the run ends, the kernel kills every process left in
+it), and limits on wall time, address space, processes, open files and file size.
+
+When the grader runs as root, bwrap sets up the mounts and ``setpriv`` drops to an unprivileged
+user id of its own per worker slot, with no capabilities: the process limit then counts only that
+sandbox's processes, so a fork bomb cannot starve another student's run. As an ordinary user,
+bwrap uses a user namespace and the process limit is shared by the grader's sandboxes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+INSIDE = Path(__file__).resolve().parent / "inside"
+PACKAGE = Path(__file__).resolve().parents[1]  # src/bncourse
+# Course modules an answer may import while its functions are being checked. Everything else in
+# the package (reference implementations, check helpers, the grader) is hidden in that sandbox.
+MODULES_VISIBLE_TO_ANSWERS = ("__init__.py", "plotting.py")
+HOME = "/home/student"
+FIRST_SANDBOX_UID = 61000
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 300
+    cell_seconds: int = 60
+    memory_mb: int = 4096  # address space per process
+    processes: int = 64  # per sandbox when the grader runs as root
+    file_mb: int = 64  # largest file a process may write
+    workdir_mb: int = 256  # size of the tmpfs home (counts against RAM)
+    open_files: int = 256
+
+
+class SlotPool:
+    """Worker slots; each slot is its own unprivileged user id when running as root."""
+
+    def __init__(self, workers: int):
+        self._free: queue.Queue[int] = queue.Queue()
+        for slot in range(workers):
+            self._free.put(slot)
+
+    def acquire(self) -> int:
+        return self._free.get()
+
+    def release(self, slot: int) -> None:
+        self._free.put(slot)
+
+
+def require_bwrap() -> str:
+    path = shutil.which("bwrap")
+    if not path:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed: run `make sandbox-tools` "
+                                 "(it installs Debian's bubblewrap package) or `apt-get install bubblewrap`")
+    return path
+
+
+def _ancestors(path: Path) -> list[Path]:
+    return [p for p in reversed(path.parents) if p != Path("/")]
+
+
+def _ro_binds() -> list[Path]:
+    """Read-only paths the course's Python needs: the interpreter and the virtual environment."""
+    paths = [Path(sys.base_prefix).resolve(), Path(sys.prefix)]
+    return [p for p in dict.fromkeys(paths) if p not in (Path("/usr"), Path("/etc"))
+            and not str(p).startswith(("/usr/", "/etc/"))]
+
+
+def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs: Path,
+            answers_only: bool = False) -> list[str]:
+    """The command line that runs ``inside/<program>`` with ``args`` in a fresh sandbox.
+
+    ``inputs`` is a folder of the run's input files, visible read-only at ``/input``.
+    With ``answers_only`` the course package shows only :data:`MODULES_VISIBLE_TO_ANSWERS`.
+    """
+    bwrap = require_bwrap()
+    as_root = os.geteuid() == 0
+    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session"]
+    if not as_root:
+        cmd += ["--unshare-user"]
+    cmd += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64"):
+        top = Path("/") / name
+        if top.is_symlink():
+            cmd += ["--symlink", os.readlink(top), str(top)]
+        elif top.is_dir():
+            cmd += ["--ro-bind", str(top), str(top)]
+    made = set()
+
+    def bind(source: Path, target: Path | None = None, *, mode: str = "--ro-bind") -> None:
+        target = target or source
+        for parent in _ancestors(target):  # world-traversable parents (e.g. /root is 0700 outside)
+            if parent not in made and not str(parent).startswith(("/usr", "/etc")):
+                cmd.extend(["--perms", "0755", "--dir", str(parent)])
+                made.add(parent)
+        cmd.extend([mode, str(source), str(target)])
+
+    for path in _ro_binds():
+        bind(path)
+    if answers_only:
+        for name in MODULES_VISIBLE_TO_ANSWERS:
+            if (PACKAGE / name).exists():
+                bind(PACKAGE / name)
+    else:
+        bind(PACKAGE)
+    bind(INSIDE, Path("/grader"))
+    bind(inputs, Path("/input"))
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", HOME,
+            "--chdir", HOME, "--clearenv"]
+    env = {
+        "HOME": HOME, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",
+        "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
+        "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+        "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "JUPYTER_CONFIG_DIR": "/tmp/jupyter-config",
+        "IPYTHONDIR": "/tmp/ipython", "MPLCONFIGDIR": "/tmp/matplotlib", "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # One thread per sandbox: the workers already use every core.
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    }
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    cmd.append("--")
+    if as_root:
+        uid = str(FIRST_SANDBOX_UID + slot)
+        cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs"]
+    processes = limits.processes if as_root else max(limits.processes, _user_processes() + 512)
+    cmd += ["prlimit", f"--as={limits.memory_mb * 2**20}", f"--fsize={limits.file_mb * 2**20}",
+            f"--nproc={processes}", f"--nofile={limits.open_files}", "--core=0", "--",
+            str(Path(sys.prefix) / "bin" / "python"), "-s", f"/grader/{program}", *args]
+    return cmd
+
+
+def _user_processes() -> int:
+    uid = os.getuid()
+    return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == uid)
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def check_available() -> None:
+    """Fail early, in plain words, when sandboxes cannot be created here."""
+    bwrap = require_bwrap()
+    probe = subprocess.run([bwrap, "--unshare-pid", "--unshare-net", *([] if os.geteuid() == 0 else ["--unshare-user"]),
+                            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SandboxUnavailable("bubblewrap cannot create a sandbox on this machine "
+                                 f"({probe.stderr.strip() or probe.returncode}). Unprivileged user namespaces "
+                                 "must be enabled (sysctl kernel.unprivileged_userns_clone=1), or run the grader "
+                                 "in a container that allows them (see autograder/GRADING.md).")
