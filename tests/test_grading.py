@@ -1,116 +1,64 @@
-"""The instructor pipeline end to end, in a temporary copy of the course.
+"""The instructor pipeline end to end, in temporary copies of the course.
 
-One batch holds a complete solution, the blank exercise, every realistic wrong answer, and
-broken submissions (raises at the top, loops forever, deletes a test cell, edits a locked test
-cell, prints a warning, is not JSON). The batch must run to the end and each student must get
-exactly the score their notebook deserves, with the problem said in words.
+The main batch (``tests/submissions.py``) holds honest, broken and hostile submissions. The batch
+must run to the end, every student must get exactly the points their answers deserve (nothing a
+notebook does inside its sandbox can raise them), every problem must be said in words, and
+nothing outside the sandboxes may be touched. A smaller class checks that parallel and serial
+runs agree, that re-runs are idempotent, that an interrupted run resumes, and that a crash while
+writing the gradebook leaves the previous one intact.
 """
 
-import copy
 import csv
+import io
+import json
 import shutil
+import time
+import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from bncourse import grading
+from bncourse.grading import gradebook, trusted
 from conftest import REPO
-from wrong_answers import EXERCISE, TEST_CELL_POINTS, WRONG_ANSWERS, apply
+from submissions import DISAGREES, FULL, LEFTOVER_MARKER, make_class, notebooks, scores
+from wrong_answers import EXERCISE, WRONG_ANSWERS, apply
 
 pytestmark = pytest.mark.slow
-FULL = sum(TEST_CELL_POINTS.values())
-CELL_TIMEOUT = 8  # seconds: keeps the infinite-loop submission cheap
+LIMITS = grading.Limits(cell_seconds=8, wall_seconds=120)  # short: the hanging submissions stay cheap
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+def new_course(path: Path) -> Path:
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(REPO / folder, path / folder)
+    (path / "autograder").mkdir()
+    shutil.copy(REPO / "autograder" / "nbgrader_config.py", path / "autograder")
+    return path
 
 
-def student_version(released, solution):
-    """What a student who solved everything submits: the released notebook with the answer
-    cells filled in (hidden tests are not in it)."""
-    nb = copy.deepcopy(released)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            lines = _cell(solution, meta["grade_id"]).source.splitlines()
-            cell.source = "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line
-                                     and "### END SOLUTION" not in line)
-    return nb
+def files_under(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def make_submissions(course):
-    released = nbformat.read(REPO / "exercises" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
-    solution = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
-    good = student_version(released, solution)
-    expected = {}  # student -> (score per test cell, words the summary must contain)
-
-    def submit(student, nb_or_text):
-        folder = course / "autograder" / "submitted" / student / EXERCISE
-        folder.mkdir(parents=True)
-        path = folder / f"{EXERCISE}.ipynb"
-        if isinstance(nb_or_text, str):
-            path.write_text(nb_or_text)
-        else:
-            nbformat.write(nb_or_text, path)
-
-    def scores(failing=()):
-        return {cell: (0 if cell in failing else pts) for cell, pts in TEST_CELL_POINTS.items()}
-
-    submit("solved", good)
-    expected["solved"] = (scores(), [])
-    submit("blank", released)
-    expected["blank"] = (scores(TEST_CELL_POINTS), ["NotImplementedError"])
-    for wrong in WRONG_ANSWERS:
-        submit(f"wrong-{wrong.name}", apply(wrong, good))
-        expected[f"wrong-{wrong.name}"] = (scores(wrong.fails), [wrong.says])
-
-    nb = copy.deepcopy(good)
-    _cell(nb, "batchnorm_forward").source = "raise RuntimeError('not finished')\n" + _cell(nb, "batchnorm_forward").source
-    submit("raises-at-top", nb)
-    expected["raises-at-top"] = (scores(TEST_CELL_POINTS), ["cell 'batchnorm_forward' raised RuntimeError"])
-
-    nb = copy.deepcopy(good)
-    _cell(nb, "spatial_batchnorm_forward").source = "while True:\n    pass\n" + _cell(nb, "spatial_batchnorm_forward").source
-    submit("infinite-loop", nb)
-    expected["infinite-loop"] = (scores({"test_spatial"}), ["cell 'spatial_batchnorm_forward' timed out"])
-
-    spatial_wrong = next(w for w in WRONG_ANSWERS if w.name == "spatial_reshape_without_transpose")
-    nb = apply(spatial_wrong, good)
-    nb.cells.remove(_cell(nb, "test_spatial"))
-    submit("deleted-test-cell", nb)
-    expected["deleted-test-cell"] = (scores({"test_spatial"}), ["'test_spatial' was deleted"])
-
-    eps_wrong = next(w for w in WRONG_ANSWERS if w.name == "missing_eps")
-    nb = apply(eps_wrong, good)
-    _cell(nb, "test_forward_train").source = "print('all good')"
-    submit("edited-test-cell", nb)
-    expected["edited-test-cell"] = (scores(eps_wrong.fails), ["'test_forward_train' was edited"])
-
-    nb = copy.deepcopy(good)
-    cell = _cell(nb, "batchnorm_forward")
-    cell.source = "import warnings\n" + cell.source.replace(
-        '    mode = bn_param.get("mode", "train")', '    warnings.warn("a harmless warning on stderr")\n'
-                                                   '    mode = bn_param.get("mode", "train")')
-    submit("prints-warning", nb)
-    expected["prints-warning"] = (scores(), [])
-
-    submit("not-json", '{"cells": [')
-    expected["not-json"] = (None, ["not valid JSON"])
-    return expected
+def running_leftovers() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if LEFTOVER_MARKER in text and "pytest" not in text:
+            found.append(text)
+    return found
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = tmp_path_factory.mktemp("course")
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(REPO / folder, course / folder)
-    (course / "autograder").mkdir()
-    shutil.copy(REPO / "autograder" / "nbgrader_config.py", course / "autograder")
-    expected = make_submissions(course)
-    before = {p: p.read_bytes() for p in (course / "autograder" / "submitted").rglob("*.ipynb")}
-    results = grading.grade_assignment(grading.Course(course), EXERCISE, cell_timeout=CELL_TIMEOUT,
-                                       progress=lambda _: None)
+    course = new_course(tmp_path_factory.mktemp("course"))
+    expected = make_class(course)
+    before = files_under(course / "autograder" / "submitted")
+    results = grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS, progress=False)
     return course, expected, {r.student: r for r in results}, before
 
 
@@ -119,7 +67,7 @@ def test_every_submission_gets_a_result(graded):
     assert set(results) == set(expected)
 
 
-def test_scores_per_cell_match_what_each_notebook_deserves(graded):
+def test_scores_are_what_each_notebook_deserves(graded):
     _, expected, results, _ = graded
     for student, (cell_scores, _) in expected.items():
         result = results[student]
@@ -127,7 +75,8 @@ def test_scores_per_cell_match_what_each_notebook_deserves(graded):
             assert result.error and result.score is None, student
             continue
         assert not result.error, (student, result.error)
-        assert {c.grade_id: c.score for c in result.cells} == cell_scores, (student, grading.format_summary([result]))
+        got = {c.grade_id: c.score for c in result.cells}
+        assert got == cell_scores, (student, grading.format_summary([result]))
         assert result.score == sum(cell_scores.values()) and result.max_score == FULL
 
 
@@ -143,7 +92,17 @@ def test_problems_are_reported_in_words(graded):
         text = grading.format_summary([results[student]])
         for phrase in phrases:
             assert phrase in text, (student, phrase, text)
+
+
+def test_only_fooled_runs_are_flagged_as_disagreements(graded):
+    """Honest notebooks never disagree; the ones that fooled their own run always do."""
+    _, _, results, _ = graded
+    honest = ["solved", "blank", "prints-warning", *(f"wrong-{w.name}" for w in WRONG_ANSWERS)]
+    for student in honest:
+        assert not any(DISAGREES in f for f in results[student].flags), (student, results[student].flags)
     assert not results["solved"].flags and not results["prints-warning"].flags
+    for student in ("patches-allclose", "fake-check-helpers", "imports-reference"):
+        assert any(DISAGREES in f for f in results[student].flags), student
 
 
 def test_gradebook_and_csv_agree_and_list_every_student(graded):
@@ -164,7 +123,7 @@ def test_gradebook_and_csv_agree_and_list_every_student(graded):
     assert {row["student"] for row in summary} == set(expected)
 
 
-def test_feedback_is_written_without_hidden_tests(graded):
+def test_feedback_explains_failures_without_hidden_tests_or_student_html(graded):
     course, _, results, _ = graded
     for student, result in results.items():
         page = course / "autograder" / "feedback" / student / EXERCISE / f"{EXERCISE}.html"
@@ -173,37 +132,144 @@ def test_feedback_is_written_without_hidden_tests(graded):
             continue
         html = page.read_text()
         assert "BEGIN HIDDEN TESTS" not in html and "seed=2024" not in html, student
-    wrong_eps = (course / "autograder" / "feedback" / "wrong-missing_eps" / EXERCISE / f"{EXERCISE}.html").read_text()
-    assert "eps is missing" in wrong_eps
+        assert "independent check" in html
+    feedback = course / "autograder" / "feedback"
+    assert "eps is missing" in (feedback / "wrong-missing_eps" / EXERCISE / f"{EXERCISE}.html").read_text()
+    assert "<script>document.title" not in (feedback / "html-output" / EXERCISE / f"{EXERCISE}.html").read_text()
+    # A notebook that fooled its own run is told what the independent check found.
+    assert "eps is missing" in (feedback / "patches-allclose" / EXERCISE / f"{EXERCISE}.html").read_text()
 
 
 def test_submissions_are_never_modified(graded):
-    _, _, _, before = graded
-    for path, content in before.items():
-        assert path.read_bytes() == content, path
+    course, _, _, before = graded
+    assert files_under(course / "autograder" / "submitted") == before
 
 
-def test_regrading_gives_the_same_scores(graded):
+def test_nothing_outside_the_sandboxes_is_touched(graded):
+    from nbgrader.api import Gradebook
+
     course, _, results, _ = graded
-    again = grading.grade_student(grading.Course(course), "wrong-keras_momentum_convention", EXERCISE, 600)
-    assert again.score == results["wrong-keras_momentum_convention"].score
-    assert again.cells == results["wrong-keras_momentum_convention"].cells
+    assert running_leftovers() == []  # the process left behind was killed with its sandbox
+    assert (course / "autograder" / "gradebook.db").read_bytes()[:15] == b"SQLite format 3"
+    with Gradebook(grading.Course(course).db_url) as gb:
+        assert gb.find_submission(EXERCISE, "leaves-a-process").score == FULL
+    assert not list(course.rglob("numpy.py"))[1:]  # only the one handed in beside a notebook
+    assert results["reads-solutions"].score == FULL  # it raises if it can see any instructor file
 
 
-def test_lms_downloads_are_collected_and_graded(tmp_path):
-    """Canvas-style file names (`<student>_<ids>_<assignment>[-N].ipynb`) end up as nbgrader
-    submissions of the right students."""
-    course = tmp_path / "course"
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(REPO / folder, course / folder)
-    (course / "autograder").mkdir()
-    shutil.copy(REPO / "autograder" / "nbgrader_config.py", course / "autograder")
+# ---------------------------------------------------------------------------------------------
+# A smaller class: parallel vs serial, re-runs, resuming, crashes
+# ---------------------------------------------------------------------------------------------
+
+SMALL = ["solved", "blank", "wrong-missing_eps", "wrong-keras_momentum_convention", "os-exit-in-function",
+         "deleted-test-cell", "not-json"]
+
+
+def as_comparable(results):
+    return [(r.student, r.score, r.max_score, r.cells, r.flags, r.error) for r in results]
+
+
+@pytest.fixture(scope="module")
+def small_class(tmp_path_factory):
+    courses = []
+    for name in ("parallel", "serial"):
+        course = new_course(tmp_path_factory.mktemp(name))
+        make_class(course, only=SMALL)
+        (course / "autograder" / "grading-secret").write_text("the same secret for both runs")
+        courses.append(course)
+    parallel = grading.grade_assignment(grading.Course(courses[0]), EXERCISE, workers=2, limits=LIMITS, progress=False)
+    serial = grading.grade_assignment(grading.Course(courses[1]), EXERCISE, workers=1, limits=LIMITS, progress=False)
+    return courses[0], parallel, serial
+
+
+def test_parallel_and_serial_runs_agree(small_class):
+    course, parallel, serial = small_class
+    assert as_comparable(parallel) == as_comparable(serial)
+    assert [r.student for r in parallel] == sorted(SMALL)
+
+
+def test_rerun_is_idempotent_and_reuses_saved_results(small_class, monkeypatch):
+    course, parallel, _ = small_class
+    runs = []
+    original = trusted.execute_notebook
+    monkeypatch.setattr(trusted, "execute_notebook", lambda *a, **k: runs.append(1) or original(*a, **k))
+    csv_before = (course / "autograder" / "grades.csv").read_text()
+    again = grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS, progress=False)
+    assert runs == []
+    assert as_comparable(again) == as_comparable(parallel)
+    assert (course / "autograder" / "grades.csv").read_text() == csv_before
+
+
+def test_interrupted_run_resumes_with_only_the_missing_work(small_class, monkeypatch):
+    course, parallel, _ = small_class
+    shutil.rmtree(course / "autograder" / "work" / EXERCISE / "blank")  # as if the run stopped before it
+    runs = []
+    original = trusted.execute_notebook
+    monkeypatch.setattr(trusted, "execute_notebook", lambda *a, **k: runs.append(1) or original(*a, **k))
+    again = grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS, progress=False)
+    assert len(runs) == 1
+    assert as_comparable(again) == as_comparable(parallel)
+
+
+def test_a_crash_while_writing_the_gradebook_keeps_the_previous_one(small_class, monkeypatch):
+    course, _, _ = small_class
+    db = course / "autograder" / "gradebook.db"
+    before = db.read_bytes()
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("the instructor pressed Ctrl-C")
+        return original(*args, **kwargs)
+
+    original = gradebook.record
+    monkeypatch.setattr(gradebook, "record", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS, progress=False)
+    assert db.read_bytes() == before
+    assert not list((course / "autograder").glob("*.partial"))
+
+
+def test_a_new_version_replaces_the_old_grade(small_class):
+    course, parallel, _ = small_class
+    released, good = notebooks()
+    path = course / "autograder" / "submitted" / "blank" / EXERCISE / f"{EXERCISE}.ipynb"
+    nbformat.write(good, path)
+    again = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS,
+                                                             progress=False)}
+    assert again["blank"].score == FULL
+    nbformat.write(released, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files downloaded from an LMS
+# ---------------------------------------------------------------------------------------------
+
+def test_lms_downloads_with_zips_resubmissions_and_unsafe_paths(tmp_path):
+    course = new_course(tmp_path / "course")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    released = REPO / "exercises" / EXERCISE / f"{EXERCISE}.ipynb"
-    shutil.copy(released, downloads / f"alice_1234_5678_{EXERCISE}.ipynb")
-    shutil.copy(released, downloads / f"bob_99_{EXERCISE}-1.ipynb")
-    results = grading.grade_assignment(grading.Course(course), EXERCISE, lms_downloads=downloads,
-                                       progress=lambda _: None)
-    assert sorted(r.student for r in results) == ["alice", "bob"]
-    assert all(r.score == 0 and r.max_score == FULL for r in results)
+    released, good = notebooks()
+    eps = next(w for w in WRONG_ANSWERS if w.name == "missing_eps")
+    nbformat.write(released, downloads / f"alice_1234_5678_{EXERCISE}.ipynb")
+    nbformat.write(apply(eps, good), downloads / f"bob_99_{EXERCISE}.ipynb")
+    nbformat.write(good, downloads / f"bob_99_{EXERCISE}-1.ipynb")  # the resubmission wins
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"carol_work/{EXERCISE}.ipynb", nbformat.writes(good))
+        z.writestr(f"../../{EXERCISE}.ipynb", nbformat.writes(released))
+        z.writestr("../../escaped.txt", "should never be written anywhere")
+    (downloads / "carol_77.zip").write_bytes(archive.getvalue())
+    (downloads / "notes.txt").write_text("not a submission")
+    before = files_under(downloads)
+    results = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, lms_downloads=downloads,
+                                                               limits=LIMITS, progress=False)}
+    assert sorted(results) == ["alice", "bob", "carol"]
+    assert results["alice"].score == 0 and results["bob"].score == FULL and results["carol"].score == FULL
+    assert any("latest" in f for f in results["bob"].flags)
+    assert any("unsafe path" in f for f in results["carol"].flags)
+    assert files_under(downloads) == before
+    assert not list(tmp_path.rglob("escaped.txt"))
+    summary = (course / "autograder" / "reports" / f"{EXERCISE}-summary.csv").read_text()
+    assert "notes.txt" in summary

@@ -52,6 +52,13 @@ def prepare(root: Path, db_url: str, assignment: str) -> Path:
 
 
 def record(root: Path, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
+    # nbgrader's own lookups make SQLAlchemy warn about objects not yet in the session; harmless.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _record(root, db_url, assignment, student, verdicts)
+
+
+def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
     """Put one student's rebuilt, sandbox-executed notebook in the gradebook, then apply the
     trusted verdicts. ``verdicts`` None means the submission could not be graded: the student is
     listed with no submission (0 points). Returns an error in words, or ''."""
@@ -60,9 +67,7 @@ def record(root: Path, db_url: str, assignment: str, student: str, verdicts: dic
                                         LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
     if verdicts is None:
-        # nbgrader's own lookups make SQLAlchemy warn when there is nothing to remove.
-        with Gradebook(db_url) as gb, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with Gradebook(db_url) as gb:
             gb.update_or_create_student(student)
             try:
                 gb.remove_submission(assignment, student)  # an earlier, now superseded, graded version
