@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make book   build the site into _build/html (sets up .venv first)
-#   make test   run the whole test suite (sets up .venv and Debian's chromium first)
+#   make test   run the whole test suite (sets up .venv and the Debian packages it needs first)
 # Other targets: lab, exercises, grade, lock, clean (see `make help`).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -15,10 +15,10 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # ipykernel's debugger prints a warning on stderr at every kernel start without this.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab exercises grade lock browser clean
+.PHONY: help venv book test lab exercises grade lock system-packages sandbox-tools clean
 
 help:
-	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | grade ASSIGNMENT=... [LMS=folder] | lock | clean"
+	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,21 @@ book: venv
 	$(BIN)/jupyter-book build .
 	@echo "The site is at file://$(CURDIR)/_build/html/index.html"
 
-# Debian's chromium for the browser tests (Playwright drives it; no browser download).
-browser:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+# Debian packages, installed with apt when missing: chromium for the browser tests (Playwright
+# drives it; no browser download), bubblewrap for the grading sandbox, postgresql for the
+# shared-gradebook test. setpriv, prlimit and runuser come with util-linux.
+APT_INSTALL = $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
 
-test: venv browser
+sandbox-tools:
+	@command -v bwrap >/dev/null || { $(APT_INSTALL) bubblewrap; }
+
+test: venv system-packages
 	$(BIN)/python -m pytest
 
 lab: venv
@@ -47,8 +57,10 @@ lab: venv
 exercises: venv
 	cd autograder && for a in $(ASSIGNMENTS); do ../$(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
 
-grade: venv
-	$(BIN)/python -m bncourse.grading $(ASSIGNMENT) $(if $(LMS),--lms $(LMS))
+# Optional: LMS=folder of downloads, WORKERS=n (default: cores), DB_URL=postgresql+psycopg://...
+grade: venv sandbox-tools
+	$(BIN)/python -m bncourse.grading $(ASSIGNMENT) $(if $(LMS),--lms $(LMS)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(DB_URL),--db-url $(DB_URL))
 
 # Re-resolve the pinned lock after editing requirements.in.
 lock:

@@ -1,8 +1,12 @@
 """nbgrader configuration of the course.
 
-nbgrader reads this file when it runs from the ``autograder/`` folder (``bncourse.grading``
-and the Makefile always run it from there). Paths are relative to the course root, the folder
-above this one, so that the tests can copy the course to a temporary folder and grade there.
+nbgrader reads this file when it runs from the ``autograder/`` folder; ``make grade``
+(``bncourse.grading``) loads it too. Paths are relative to the course root, the folder above
+this one, so that the tests can copy the course to a temporary folder and grade there.
+
+``make grade`` never lets nbgrader execute student code: it runs notebooks in its own sandboxes
+and uses nbgrader for the gradebook, feedback and export (see GRADING.md). The execution
+settings below apply only when someone runs plain ``nbgrader autograde`` by hand.
 """
 
 import os
@@ -18,8 +22,6 @@ c.CourseDirectory.release_directory = "exercises"  # what students get (committe
 c.CourseDirectory.submitted_directory = "autograder/submitted"
 c.CourseDirectory.autograded_directory = "autograder/autograded"
 c.CourseDirectory.feedback_directory = "autograder/feedback"
-c.ZipCollectApp.downloaded_directory = "autograder/downloaded"  # LMS files: see the end of this file
-c.ZipCollectApp.archive_directory = "archive"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "autograder", "gradebook.db")
 # Never copy instructor-side files next to a student's notebook.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".nbgrader.log"]
@@ -50,10 +52,3 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
-
-# `make grade LMS=folder`: files downloaded from an LMS are named
-# `<student>_<anything>_<assignment>.ipynb` (Canvas style, e.g. `alice_1234_5678_ex02_batchnorm_forward.ipynb`,
-# a resubmission may end in `-1`). The student id may not contain "_". The regexp sees the full path.
-c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[^/_]+)_(?:[^/]*_)?(?P<file_id>ex\d\d_[A-Za-z0-9_]+?)(?:-\d+)?\.ipynb$"
-)

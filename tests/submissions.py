@@ -31,6 +31,7 @@ from wrong_answers import EXERCISE, TEST_CELL_POINTS, WRONG_ANSWERS, apply
 FULL = sum(TEST_CELL_POINTS.values())
 # The flag a submission gets when its own run and the trusted check disagree.
 DISAGREES = "DISAGREEMENT"
+SOLVED_AT = "2026-11-01 12:00:00.000000 UTC"  # nbgrader collect's timestamp.txt format
 # A marker that a process left behind by a submission puts in its command line.
 LEFTOVER_MARKER = "bncourse-leftover-process-test"
 
@@ -102,7 +103,7 @@ def make_class(course: Path, only=None):
     wrong = {w.name: w for w in WRONG_ANSWERS}
 
     # --- honest work ------------------------------------------------------------------------
-    submit("solved", good, scores())
+    submit("solved", good, scores(), extra_files={"timestamp.txt": SOLVED_AT})
     submit("blank", released, scores(ALL), ["NotImplementedError"])
     for w in WRONG_ANSWERS:
         submit(f"wrong-{w.name}", apply(w, good), scores(w.fails), [w.says])

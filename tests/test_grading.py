@@ -22,7 +22,7 @@ import pytest
 from bncourse import grading
 from bncourse.grading import gradebook, trusted
 from conftest import REPO
-from submissions import DISAGREES, FULL, LEFTOVER_MARKER, make_class, notebooks, scores
+from submissions import DISAGREES, FULL, LEFTOVER_MARKER, SOLVED_AT, make_class, notebooks
 from wrong_answers import EXERCISE, WRONG_ANSWERS, apply
 
 pytestmark = pytest.mark.slow
@@ -119,6 +119,8 @@ def test_gradebook_and_csv_agree_and_list_every_student(graded):
                 assert csv_score == 0
             else:
                 assert gb.find_submission(EXERCISE, student).score == result.score == csv_score
+        # The submission time from `nbgrader collect` reaches the gradebook (late penalties use it).
+        assert gb.find_submission(EXERCISE, "solved").timestamp.isoformat().startswith(SOLVED_AT[:10])
     summary = list(csv.DictReader(open(course / "autograder" / "reports" / f"{EXERCISE}-summary.csv")))
     assert {row["student"] for row in summary} == set(expected)
 

@@ -45,3 +45,20 @@ def test_released_exercise_has_no_solutions_or_hidden_tests():
         text = path.read_text()
         for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "seed=2024"):
             assert marker not in text, f"{path.name} leaks {marker!r}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_has_a_trusted_check_that_the_solution_passes(assignment):
+    """The grader refuses an assignment whose test cells and trusted checks differ, and refuses to
+    grade when the reference solution fails its trusted checks; catch both here, early."""
+    import json
+
+    from bncourse.grading import Limits, pipeline
+    from bncourse.grading.assignments import trusted_checks
+
+    released = json.loads((REPO / "exercises" / assignment / f"{assignment}.ipynb").read_text())
+    test_cells = {c["metadata"]["nbgrader"]["grade_id"] for c in released["cells"]
+                  if c["metadata"].get("nbgrader", {}).get("grade")}
+    checks = trusted_checks(assignment)
+    assert set(checks) == test_cells
+    pipeline.self_test(pipeline.Course(REPO), assignment, released, checks, Limits(cell_seconds=30))

@@ -51,6 +51,7 @@ class Submission:
     data: bytes | None = None
     flags: list[str] = field(default_factory=list)
     error: str = ""
+    timestamp: str | None = None  # nbgrader's timestamp.txt (from `nbgrader collect`), when valid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,10 +101,26 @@ def from_submitted_folder(submitted: Path, assignment: str) -> list[Submission]:
                 continue
             candidates.append(_candidate(path.name, path.name, data, path.stat().st_mtime, assignment))
         submission = choose(student, candidates, assignment)
+        submission.timestamp = _timestamp(folder / "timestamp.txt", submission.flags)
         if too_big:
             submission.flags.append(f"ignored {', '.join(too_big)}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
         found.append(submission)
     return found
+
+
+def _timestamp(path: Path, flags: list[str]) -> str | None:
+    """The submission time nbgrader recorded, checked: it decides late penalties."""
+    from dateutil.parser import parse
+
+    if not path.exists():
+        return None
+    text = path.read_text(errors="replace").strip()[:100]
+    try:
+        parse(text)
+    except (ValueError, OverflowError):
+        flags.append(f"timestamp.txt ({text!r}) is not a date; the submission was treated as on time")
+        return None
+    return text
 
 
 def _zip_candidates(path: Path, assignment: str, flags: list[str]) -> list[Candidate]:

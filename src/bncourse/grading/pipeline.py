@@ -194,7 +194,7 @@ def _find_submissions(course: Course, assignment: str, lms: Path | None) -> tupl
     return submissions, notes
 
 
-def _self_test(course: Course, assignment: str, released: dict, checks: dict, limits: sandbox.Limits) -> None:
+def self_test(course: Course, assignment: str, released: dict, checks: dict, limits: sandbox.Limits) -> None:
     source = course.root / "solutions" / assignment / f"{assignment}.ipynb"
     notebook, plan, _, error = intake.rebuild(source.read_bytes(), released)
     if error:
@@ -224,7 +224,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
         if set(test_cells) != set(checks):
             raise RuntimeError(f"the trusted checks of {assignment} cover {sorted(checks)} but its test cells are "
                                f"{sorted(test_cells)}: every test cell needs exactly one trusted check")
-        _self_test(course, assignment, released, checks, limits)
+        self_test(course, assignment, released, checks, limits)
         submissions, batch_notes = _find_submissions(course, assignment, lms_downloads)
         secret, fingerprint = course.secret(), _code_fingerprint()
         results: dict[str, StudentResult] = {}
@@ -260,9 +260,15 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
 
         # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
         order = [cell["name"] for cell in (jobs[0].plan if jobs else [])]
+        timestamps = {s.student: s.timestamp for s in submissions}
         for student in sorted(results):
             result = results[student]
             outcome = outcomes.get(student)
+            stamp = course.checked_notebook(assignment, student).with_name("timestamp.txt")
+            if timestamps.get(student):
+                intake.write_atomic(stamp, timestamps[student].encode())
+            else:
+                stamp.unlink(missing_ok=True)
             if outcome is None:
                 gradebook.record(course.root, db.working_url, assignment, student, None)
                 continue
