@@ -155,7 +155,8 @@ def test_nothing_outside_the_sandboxes_is_touched(graded):
     assert (course / "autograder" / "gradebook.db").read_bytes()[:15] == b"SQLite format 3"
     with Gradebook(grading.Course(course).db_url) as gb:
         assert gb.find_submission(EXERCISE, "leaves-a-process").score == FULL
-    assert not list(course.rglob("numpy.py"))[1:]  # only the one handed in beside a notebook
+    handed_in = course / "autograder" / "submitted" / "numpy-beside-notebook" / EXERCISE / "numpy.py"
+    assert list(course.rglob("numpy.py")) == [handed_in]  # the one written by a cell stayed in its sandbox
     assert results["reads-solutions"].score == FULL  # it raises if it can see any instructor file
 
 

@@ -95,14 +95,17 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
            "--die-with-parent", "--new-session"]
     if not as_root:
         cmd += ["--unshare-user"]
-    cmd += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    # /tmp first: later mounts go on top of earlier ones, and the course may live under /tmp.
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", "/tmp",
+            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):
         top = Path("/") / name
         if top.is_symlink():
             cmd += ["--symlink", os.readlink(top), str(top)]
         elif top.is_dir():
             cmd += ["--ro-bind", str(top), str(top)]
-    made = set()
+    made = {Path("/tmp"), Path("/proc"), Path("/dev")}  # already mounted: never re-create or chmod them
 
     def bind(source: Path, target: Path | None = None, *, mode: str = "--ro-bind") -> None:
         target = target or source
@@ -122,9 +125,7 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
         bind(PACKAGE)
     bind(INSIDE, Path("/grader"))
     bind(inputs, Path("/input"))
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", HOME,
+    cmd += ["--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", HOME,
             "--chdir", HOME, "--clearenv"]
     env = {
         "HOME": HOME, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",

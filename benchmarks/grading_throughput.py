@@ -1,0 +1,73 @@
+"""How fast `make grade` is: seconds per notebook, serial and with one worker per core.
+
+    .venv/bin/python benchmarks/grading_throughput.py [--students 24] [--out results.json]
+
+Builds a temporary course with a class of honest submissions to Exercise 2 (complete, blank and
+each realistic wrong answer, repeated), grades it from scratch with 1 worker and with one worker
+per core, then re-grades unchanged (the saved results are reused), and prints the timings as
+JSON. Numbers are reported in the README; nothing asserts them.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bncourse import grading  # noqa: E402
+from submissions import notebooks  # noqa: E402
+from wrong_answers import EXERCISE, WRONG_ANSWERS, apply  # noqa: E402
+
+
+def make_course(path: Path, students: int) -> None:
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder, path / folder)
+    (path / "autograder").mkdir()
+    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", path / "autograder")
+    released, good = notebooks()
+    kinds = [good, released, *(apply(w, good) for w in WRONG_ANSWERS)]
+    for i in range(students):
+        folder = path / "autograder" / "submitted" / f"student{i:03d}" / EXERCISE
+        folder.mkdir(parents=True)
+        nbformat.write(kinds[i % len(kinds)], folder / f"{EXERCISE}.ipynb")
+
+
+def timed(course: Path, workers: int) -> float:
+    start = time.perf_counter()
+    grading.grade_assignment(grading.Course(course), EXERCISE, workers=workers, progress=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=24)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    report = {"students": args.students, "cores": cores, "machine": platform.machine(),
+              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    for workers in sorted({1, cores}):
+        with tempfile.TemporaryDirectory() as tmp:
+            make_course(Path(tmp), args.students)
+            total = timed(Path(tmp), workers)
+            report[f"workers_{workers}"] = {"seconds": round(total, 1),
+                                            "seconds_per_notebook": round(total / args.students, 2)}
+            if workers == cores:
+                report["regrade_unchanged_seconds"] = round(timed(Path(tmp), workers), 1)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
