@@ -245,6 +245,32 @@ def test_a_new_version_replaces_the_old_grade(small_class):
     nbformat.write(released, path)
 
 
+def test_a_grader_fault_keeps_the_previous_grade_and_says_so(small_class, monkeypatch):
+    """When the grader itself fails on a student (not the notebook), nothing about that student
+    changes in the gradebook, the summary says so, and the next run tries again."""
+    from nbgrader.api import Gradebook
+
+    course, parallel, _ = small_class
+    student = "wrong-missing_eps"
+    previous = next(r for r in parallel if r.student == student)
+    shutil.rmtree(course / "autograder" / "work" / EXERCISE / student)
+    original = trusted.run_trusted_checks
+
+    def fails_for_students(checks, plan, seed, limits, slot):
+        if seed == 0:  # the self-test still works
+            return original(checks, plan, seed, limits, slot)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(trusted, "run_trusted_checks", fails_for_students)
+    again = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS,
+                                                             progress=False)}
+    assert "GRADER ERROR" in again[student].error and "No space left" in again[student].error
+    with Gradebook(grading.Course(course).db_url) as gb:
+        assert gb.find_submission(EXERCISE, student).score == previous.score
+    assert again["solved"].score == FULL
+    assert not (course / "autograder" / "work" / EXERCISE / student).exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Files downloaded from an LMS
 # ---------------------------------------------------------------------------------------------

@@ -245,6 +245,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
             jobs.append(Job(submission.student, notebook, plan, seed, key))
 
         outcomes: dict[str, dict] = {}
+        grader_faults: set[str] = set()
         slots = sandbox.SlotPool(workers)
         with ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress) as bar:
@@ -255,7 +256,12 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 try:
                     outcomes[job.student] = future.result()
                 except Exception as exc:  # noqa: BLE001 - one student's failure never stops the batch
-                    results[job.student].error = f"grading failed: {type(exc).__name__}: {exc}"[:500]
+                    # A fault of the grader, not of the notebook: the student's gradebook entry is
+                    # left as it was and nothing is saved, so the next run tries again.
+                    grader_faults.add(job.student)
+                    results[job.student].error = (f"GRADER ERROR, not graded (run make grade again; the gradebook "
+                                                  f"keeps this student's previous result): {type(exc).__name__}: "
+                                                  f"{exc}")[:500]
                 bar.update()
 
         # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
@@ -269,6 +275,8 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 intake.write_atomic(stamp, timestamps[student].encode())
             else:
                 stamp.unlink(missing_ok=True)
+            if student in grader_faults:
+                continue
             if outcome is None:
                 gradebook.record(course.root, db.working_url, assignment, student, None)
                 continue

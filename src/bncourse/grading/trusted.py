@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import select
 import subprocess
 import tempfile
 import time
@@ -84,9 +85,12 @@ def execute_notebook(notebook: dict, limits: sandbox.Limits, slot: int) -> tuple
         chunks, size, note = [], 0, ""
         try:
             while True:
-                try:
-                    chunk = wire.read_exactly(read_end, 1, deadline) + os.read(read_end, 2**20)
-                except EOFError:
+                # One read per select: it never blocks, so the deadline always holds.
+                ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise TimeoutError
+                chunk = os.read(read_end, 2**20)
+                if not chunk:
                     break
                 size += len(chunk)
                 if size > MAX_EXECUTED_BYTES:
@@ -252,6 +256,7 @@ class AnswerServer:
                                                 stdout=subprocess.DEVNULL, stderr=stderr)
             os.close(request_read)
             os.close(reply_write)
+            os.set_blocking(request_write, False)  # sends time out if the sandbox stops reading
             self._fds = (request_write, reply_read)
             current = None
             try:
@@ -284,8 +289,10 @@ class AnswerServer:
             self._start()
         request_write, reply_read = self._fds
         try:
-            wire.send(request_write, {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)})
-            reply = wire.receive(reply_read, time.monotonic() + self.limits.cell_seconds)
+            deadline = time.monotonic() + self.limits.cell_seconds
+            wire.send(request_write, {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)},
+                      deadline)
+            reply = wire.receive(reply_read, deadline)
         except TimeoutError:
             self._stop()
             raise AnswerError(f"{name} did not return within {self.limits.cell_seconds} s") from None

@@ -116,14 +116,23 @@ def _decode_array(obj) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
-def send(fd: int, message: dict) -> None:
+def send(fd: int, message: dict, deadline: float | None = None) -> None:
+    """Write one message. With a ``deadline`` the descriptor must be non-blocking: a reader that
+    stops reading then raises TimeoutError instead of blocking the writer forever."""
     data = json.dumps(message).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
         data = json.dumps({"event": "error", "error": "message too large"}).encode("utf-8")
     payload = _HEADER.pack(len(data)) + data
     view = memoryview(payload)
     while view:
-        view = view[os.write(fd, view):]
+        if deadline is not None:
+            _, ready, _ = select.select([], [fd], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("the other side stopped reading")
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
 
 
 def read_exactly(fd: int, n: int, deadline: float | None = None) -> bytes:
