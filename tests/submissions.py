@@ -196,8 +196,21 @@ def make_class(course: Path, only=None):
     submit("fork-flood", add_cell_after(fresh(), "setup", fork_flood), scores())
     submit("memory-hog", prepend(fresh(), "spatial_batchnorm_forward", "hog = np.ones(2 * 10**9)"),
            scores({"test_spatial"}), ["MemoryError"])
-    submit("html-output", add_cell_after(fresh(), "setup",
-                                         "from IPython.display import HTML, display\n"
-                                         "display(HTML('<script>document.title = \"pwned\"</script>'))"),
-           scores())
+    nb = fresh()
+    c = cell(nb, "batchnorm_forward")
+    c.source = c.source.replace('    elif mode == "eval":\n',
+                                '    elif mode == "eval":\n        gamma[...] = 0.0\n        beta[...] = 0.0\n'
+                                '        return np.zeros_like(x), None\n')
+    submit("rewrites-the-checks-gamma", nb, scores({"test_eval_mode"}))
+    import inspect
+
+    from bncourse import reference
+    nb = fresh()
+    cell(nb, "batchnorm_forward").source = inspect.getsource(reference)  # the whole module, helpers included
+    submit("pastes-the-reference", nb, scores(), ["COPIED"])
+    nb = add_cell_after(fresh(), "setup", "from IPython.display import HTML, display\n"
+                                          "display(HTML('<script>document.title = \"pwned\"</script>'))")
+    nb.cells.insert(2, nbformat.v4.new_markdown_cell('<img src="x" onerror="document.title = 1">'
+                                                     '<script>document.title = "pwned"</script>'))
+    submit("html-output", nb, scores())
     return expected

@@ -271,6 +271,30 @@ def test_a_grader_fault_keeps_the_previous_grade_and_says_so(small_class, monkey
     assert not (course / "autograder" / "work" / EXERCISE / student).exists()
 
 
+def test_late_penalties_are_computed_from_the_trusted_score(tmp_path, monkeypatch):
+    """With nbgrader's "zero" penalty a late notebook scores 0: here one whose own run claimed 10
+    points but whose answers earn 5. Computed from the claimed 10, the penalty would push it to -5."""
+    from datetime import datetime
+
+    from nbgrader.api import Gradebook
+
+    course = new_course(tmp_path / "course")
+    with open(course / "autograder" / "nbgrader_config.py", "a") as f:
+        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    make_class(course, only=["patches-allclose", "wrong-missing_eps"])
+    (course / "autograder" / "submitted" / "patches-allclose" / EXERCISE / "timestamp.txt").write_text(SOLVED_AT)
+    db_url = grading.Course(course).db_url
+    monkeypatch.setenv("PATH", gradebook.tool_env()["PATH"])  # a new gradebook runs alembic
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_assignment(EXERCISE, duedate=datetime(2026, 10, 1))
+    results = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS,
+                                                               progress=False)}
+    assert results["patches-allclose"].score == 0
+    assert results["wrong-missing_eps"].score == FULL - 6  # on time: no penalty
+    with Gradebook(db_url) as gb:
+        assert gb.find_submission(EXERCISE, "patches-allclose").late_submission_penalty == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # Files downloaded from an LMS
 # ---------------------------------------------------------------------------------------------

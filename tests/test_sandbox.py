@@ -149,3 +149,39 @@ def test_wire_round_trip_keeps_types_dtypes_and_shapes():
 def test_wire_rejects_malformed_values(message):
     with pytest.raises(wire.WireError):
         wire.decode(message)
+
+
+def test_the_whole_answer_run_has_one_time_budget():
+    slow = [{"index": i, "name": f"slow{i}", "role": "answer", "source": "import time\ntime.sleep(1.5)"}
+            for i in range(4)]
+    with trusted.AnswerServer(slow, sandbox.Limits(cell_seconds=3, wall_seconds=4), slot=0) as s:
+        with pytest.raises(trusted.AnswerError, match="time budget of 4 s"):
+            s.call("f", (), {})
+
+
+def test_writing_to_the_grader_channel_is_caught_as_tampering():
+    forge = '''
+import json, os, struct
+def forge():
+    message = json.dumps({"event": "cell", "index": 0}).encode()
+    for fd in range(3, 64):
+        try:
+            os.write(fd, struct.pack("!Q", len(message)) + message)
+        except OSError:
+            pass
+    return 1
+
+def fine():
+    return 2
+'''
+    with trusted.AnswerServer(plan(forge), LIMITS, slot=0) as s:
+        with pytest.raises(trusted.AnswerError, match="tampering"):
+            s.call("forge", (), {})
+        assert s.call("fine", (), {}) == 2
+
+
+def test_magics_are_ignored_but_lines_that_start_with_percent_are_kept():
+    source = "%time setup = 1\nremainder = (7\n% 4)\ndef f():\n    return remainder"
+    with trusted.AnswerServer(plan(source), LIMITS, slot=0) as s:
+        assert s.call("f", (), {}) == 3
+        assert s.cell_errors == {}

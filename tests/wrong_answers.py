@@ -7,7 +7,8 @@ message must contain, so the student is told what the mistake is, not only that 
 
 Why some mistakes fail two cells: ``spatial_batchnorm_forward`` reuses ``batchnorm_forward``
 (as the exercise asks), so a wrong normalisation or wrong running statistics in the 2D
-function also make the 4D output or its running statistics wrong.
+function also make the 4D output or its running statistics wrong; and the cache check compares
+the cached statistics with the reference, because Chapter 3's backward pass needs the true ones.
 """
 
 from dataclasses import dataclass, field
@@ -29,11 +30,11 @@ WRONG_ANSWERS = [
     WrongAnswer(
         "unbiased_variance_in_normalisation", "batchnorm_forward",
         (("var = x.var(axis=0)", "var = x.var(axis=0, ddof=1)"), ("unbiased_var = var * N / (N - 1)", "unbiased_var = var")),
-        frozenset({"test_forward_train", "test_spatial"}), says="unbiased variance"),
+        frozenset({"test_forward_train", "test_cache_and_inputs", "test_spatial"}), says="unbiased variance"),
     WrongAnswer(
         "missing_eps", "batchnorm_forward",
         (("std = np.sqrt(var + eps)", "std = np.sqrt(var)"),),
-        frozenset({"test_forward_train", "test_spatial"}), says="eps"),
+        frozenset({"test_forward_train", "test_cache_and_inputs", "test_spatial"}), says="eps"),
     WrongAnswer(
         "keras_momentum_convention", "batchnorm_forward",
         (("(1 - momentum) * running_mean + momentum * mean", "momentum * running_mean + (1 - momentum) * mean"),

@@ -259,7 +259,7 @@ def check_running_stats(batchnorm_forward, n=32, d=4, momenta=(0.1, 0.3), steps=
         bn_param = {"mode": "train", "momentum": momentum}
         subject = f"running statistics after {steps} train steps with momentum={momentum}"
         for x in batches:
-            _unpack_pair(batchnorm_forward(x.copy(), gamma, beta, bn_param), subject)
+            _unpack_pair(batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
         for key in ("running_mean", "running_var"):
             if key not in bn_param:
                 _fail(subject, f"bn_param has no '{key}' after the train steps.",
@@ -283,7 +283,7 @@ def check_eval_mode(batchnorm_forward, shapes=((8, 3), (1, 5)), seed=2):
         bn_param = {"mode": "eval", "eps": reference.DEFAULT_EPS, "momentum": 0.1,
                     "running_mean": running_mean.copy(), "running_var": running_var.copy()}
         subject = f"batchnorm_forward in eval mode, input of shape {(n, d)}"
-        out, _ = _unpack_pair(batchnorm_forward(x.copy(), gamma, beta, bn_param), subject)
+        out, _ = _unpack_pair(batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
         for key, before in (("running_mean", running_mean), ("running_var", running_var)):
             if not np.array_equal(np.asarray(bn_param.get(key)), before):
                 _fail(subject, f"bn_param['{key}'] changed during an eval-mode call.",
@@ -335,14 +335,25 @@ def check_cache_and_inputs(batchnorm_forward, n=10, d=4, seed=3):
     consistency = [
         ("x", originals["x"], "cache['x'] should be the input x."),
         ("gamma", originals["gamma"], "cache['gamma'] should be the gamma passed in."),
-        ("x_hat", (c["x"] - c["mean"]) / c["std"], "cache['x_hat'] should be (x - mean) / std."),
     ]
     for key, expected, text in consistency:
         if not _close(c[key], expected):
             _fail(subject, text)
     if not np.isclose(float(c["eps"]), eps):
         _fail(subject, f"cache['eps'] is {c['eps']} but the eps in use is {eps}.")
-    if not _close(_as_array(out, subject, "out"), c["gamma"] * c["x_hat"] + beta):
+    # The statistics themselves, against the reference: the backward pass needs the true values.
+    _, ref = reference.batchnorm_forward(originals["x"], originals["gamma"], originals["beta"],
+                                         {"mode": "train", "eps": eps})
+    x0 = originals["x"]
+    _compare(subject, "cache['mean']", c["mean"], ref["mean"])
+    _compare(subject, "cache['var']", c["var"], ref["var"], [Mistake(
+        x0.var(axis=0, ddof=1), "cache['var'] holds the unbiased variance; the cache needs the biased variance "
+                                "the output was normalised with.")])
+    _compare(subject, "cache['std']", c["std"], ref["std"], [Mistake(
+        np.sqrt(ref["var"]), "cache['std'] is sqrt(var) without eps; it must be sqrt(var + eps), the value the "
+                             "output was divided by.")])
+    _compare(subject, "cache['x_hat']", c["x_hat"], ref["x_hat"])
+    if not _close(_as_array(out, subject, "out"), c["gamma"] * c["x_hat"] + originals["beta"]):
         _fail(subject, "out is not gamma * cache['x_hat'] + beta.")
     _passed("the inputs are left unchanged and the cache holds consistent values for the backward pass.")
 
@@ -383,7 +394,7 @@ def check_spatial_batchnorm_forward(spatial_batchnorm_forward, shapes=((2, 3, 4,
         subject = f"spatial_batchnorm_forward, input of shape {(n, c, h, w)}"
         bn_param, ref_param = {"mode": "train", "momentum": momentum}, {"mode": "train", "momentum": momentum}
         for x in batches:
-            out, _ = _unpack_pair(spatial_batchnorm_forward(x.copy(), gamma, beta, bn_param), subject)
+            out, _ = _unpack_pair(spatial_batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
             expected, _ = reference.spatial_batchnorm_forward(x, gamma, beta, ref_param)
             _compare(subject, "out", out, expected, _spatial_mistakes(x, gamma, beta, reference.DEFAULT_EPS),
                      hint=REUSE_HINT)

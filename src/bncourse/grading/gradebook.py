@@ -62,17 +62,13 @@ def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: di
     """Put one student's rebuilt, sandbox-executed notebook in the gradebook, then apply the
     trusted verdicts. ``verdicts`` None means the submission could not be graded: the student is
     listed with no submission (0 points). Returns an error in words, or ''."""
-    from nbgrader.api import Gradebook, MissingEntry
+    import nbformat
+    from nbgrader.api import Gradebook
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds, IgnorePattern,
                                         LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
     if verdicts is None:
-        with Gradebook(db_url) as gb:
-            gb.update_or_create_student(student)
-            try:
-                gb.remove_submission(assignment, student)  # an earlier, now superseded, graded version
-            except MissingEntry:
-                pass
+        _forget(db_url, assignment, student)
         return ""
     api = _api(root, db_url,
                CourseDirectory={"submitted_directory": CHECKED},
@@ -80,25 +76,45 @@ def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: di
                Autograde={"sanitize_preprocessors": [DeduplicateIds, OverwriteKernelspec, OverwriteCells,
                                                      CheckCellMetadata],
                           "autograde_preprocessors": [IgnorePattern, LimitOutput, SaveAutoGrades,
-                                                      AssignLatePenalties, CheckCellMetadata]})
+                                                      CheckCellMetadata]})
     result = api.autograde(assignment, student, force=True, create=True)
     if not result.get("success"):
+        _forget(db_url, assignment, student)  # never leave an older grade standing for this version
         return "nbgrader could not record the notebook: " + (result.get("error") or result.get("log", ""))[-300:]
     with Gradebook(db_url) as gb:
         for grade_id, passed in verdicts.items():
             grade = gb.find_grade(grade_id, assignment, assignment, student)
             grade.auto_score = grade.max_score if passed else 0.0
         gb.db.commit()
+    # Late penalties last, computed from the trusted scores (nbgrader would use the in-kernel ones).
+    notebook = nbformat.read(root / CHECKED / student / assignment / f"{assignment}.ipynb", as_version=4)
+    resources = {"nbgrader": {"notebook": assignment, "assignment": assignment, "student": student, "db_url": db_url}}
+    AssignLatePenalties(config=load_config(root, db_url)).preprocess(notebook, resources)
     return ""
 
 
-def scores(db_url: str, assignment: str, student: str) -> tuple[float, float, dict[str, tuple[float, float]]]:
+def _forget(db_url: str, assignment: str, student: str) -> None:
+    """List the student with no submission (0 points), removing any earlier graded version."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.remove_submission(assignment, student)
+        except MissingEntry:
+            pass
+
+
+def scores(db_url: str, assignment: str, student: str) -> tuple[float, float, float, dict[str, tuple[float, float]]]:
+    """(final score, max score, late penalty, per-cell scores); final = raw score - penalty, as
+    nbgrader's CSV export computes it."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gb:
         submission = gb.find_submission(assignment, student)
         cells = {g.name: (g.score, g.max_score) for nb in submission.notebooks for g in nb.grades}
-        return submission.score, submission.max_score, cells
+        penalty = submission.late_submission_penalty or 0.0
+        return submission.score - penalty, submission.max_score, penalty, cells
 
 
 def max_score(db_url: str, assignment: str) -> float:
@@ -112,7 +128,8 @@ def feedback(root: Path, db_url: str, assignment: str, show_hidden_tests: bool) 
     preprocessors = ["nbgrader.preprocessors.GetGrades", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
     if not show_hidden_tests:
         preprocessors.append("nbgrader.preprocessors.ClearHiddenTests")
-    api = _api(root, db_url, GenerateFeedback={"preprocessors": preprocessors})
+    # sanitize_html: markdown a student added is rendered without scripts or event handlers.
+    api = _api(root, db_url, GenerateFeedback={"preprocessors": preprocessors}, HTMLExporter={"sanitize_html": True})
     _checked(api.generate_feedback(assignment, force=True), "write the feedback")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import html
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_EXTRA_CELLS = 200
@@ -36,10 +38,10 @@ RESUBMISSION = re.compile(r"-(\d+)$")
 
 @dataclass
 class Candidate:
-    """One notebook a student handed in."""
+    """One notebook a student handed in; only the chosen one is ever read."""
 
     label: str  # where it came from, for messages
-    data: bytes
+    load: Callable[[], bytes]
     mtime: float
     resubmission: int = 0
     named_right: bool = True
@@ -58,10 +60,10 @@ class Submission:
 # Finding submissions
 # ---------------------------------------------------------------------------------------------
 
-def _candidate(label: str, name: str, data: bytes, mtime: float, assignment: str) -> Candidate:
+def _candidate(label: str, name: str, load: Callable[[], bytes], mtime: float, assignment: str) -> Candidate:
     stem = PurePosixPath(name).stem
     match = RESUBMISSION.search(stem)
-    return Candidate(label, data, mtime, int(match.group(1)) if match else 0, assignment in stem)
+    return Candidate(label, load, mtime, int(match.group(1)) if match else 0, assignment in stem)
 
 
 def choose(student: str, candidates: list[Candidate], assignment: str) -> Submission:
@@ -70,7 +72,13 @@ def choose(student: str, candidates: list[Candidate], assignment: str) -> Submis
         return Submission(student, error=f"no notebook was found for {assignment}")
     ordered = sorted(candidates, key=lambda c: (c.named_right, c.resubmission, c.mtime, c.label))
     chosen = ordered[-1]
-    submission = Submission(student, chosen.data)
+    try:
+        data = chosen.load()
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError) as exc:
+        return Submission(student, error=f"{chosen.label} could not be read ({exc})")
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        return Submission(student, error=f"{chosen.label} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    submission = Submission(student, data)
     if len(candidates) > 1:
         others = ", ".join(c.label for c in ordered[:-1])
         submission.flags.append(f"{len(candidates)} notebooks were handed in; the latest, {chosen.label}, was "
@@ -80,8 +88,15 @@ def choose(student: str, candidates: list[Candidate], assignment: str) -> Submis
     return submission
 
 
-def _read_file(path: Path) -> bytes | None:
-    return path.read_bytes() if path.stat().st_size <= MAX_NOTEBOOK_BYTES else None
+def _file_loader(path: Path) -> Callable[[], bytes] | None:
+    return (lambda: path.read_bytes()) if path.stat().st_size <= MAX_NOTEBOOK_BYTES else None
+
+
+def _member_loader(archive: Path, name: str) -> Callable[[], bytes]:
+    def load() -> bytes:
+        with zipfile.ZipFile(archive) as z, z.open(name) as f:
+            return f.read(MAX_NOTEBOOK_BYTES + 1)  # the size in the header may lie
+    return load
 
 
 def from_submitted_folder(submitted: Path, assignment: str) -> list[Submission]:
@@ -95,11 +110,11 @@ def from_submitted_folder(submitted: Path, assignment: str) -> list[Submission]:
             continue
         candidates, too_big = [], []
         for path in sorted(folder.glob("*.ipynb")):
-            data = _read_file(path)
-            if data is None:
+            load = _file_loader(path)
+            if load is None:
                 too_big.append(path.name)
                 continue
-            candidates.append(_candidate(path.name, path.name, data, path.stat().st_mtime, assignment))
+            candidates.append(_candidate(path.name, path.name, load, path.stat().st_mtime, assignment))
         submission = choose(student, candidates, assignment)
         submission.timestamp = _timestamp(folder / "timestamp.txt", submission.flags)
         if too_big:
@@ -110,14 +125,14 @@ def from_submitted_folder(submitted: Path, assignment: str) -> list[Submission]:
 
 def _timestamp(path: Path, flags: list[str]) -> str | None:
     """The submission time nbgrader recorded, checked: it decides late penalties."""
-    from dateutil.parser import parse
+    from nbgrader.utils import parse_utc  # the parser nbgrader itself will apply
 
     if not path.exists():
         return None
     text = path.read_text(errors="replace").strip()[:100]
     try:
-        parse(text)
-    except (ValueError, OverflowError):
+        parse_utc(text)
+    except (ValueError, OverflowError, TypeError):
         flags.append(f"timestamp.txt ({text!r}) is not a date; the submission was treated as on time")
         return None
     return text
@@ -144,12 +159,9 @@ def _zip_candidates(path: Path, assignment: str, flags: list[str]) -> list[Candi
                 if member.file_size > MAX_NOTEBOOK_BYTES:
                     flags.append(f"{path.name}: {name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB; ignored")
                     continue
-                with archive.open(member) as f:
-                    data = f.read(MAX_NOTEBOOK_BYTES + 1)
-                if len(data) > MAX_NOTEBOOK_BYTES:
-                    continue
                 mtime = datetime(*member.date_time).timestamp()
-                candidates.append(_candidate(f"{path.name}:{name}", name, data, mtime, assignment))
+                candidates.append(_candidate(f"{path.name}:{name}", name, _member_loader(path, member.filename),
+                                             mtime, assignment))
     except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
         flags.append(f"{path.name} is not a readable zip file ({exc})")
     return candidates
@@ -170,11 +182,11 @@ def from_lms_folder(downloads: Path, assignment: str) -> tuple[list[Submission],
         if path.suffix == ".zip":
             found.extend(_zip_candidates(path, assignment, student_flags))
         else:
-            data = _read_file(path)
-            if data is None:
+            load = _file_loader(path)
+            if load is None:
                 student_flags.append(f"ignored {path.name}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
                 continue
-            found.append(_candidate(path.name, path.name, data, path.stat().st_mtime, assignment))
+            found.append(_candidate(path.name, path.name, load, path.stat().st_mtime, assignment))
     submissions = []
     for student, candidates in sorted(per_student.items()):
         submission = choose(student, candidates, assignment)
@@ -296,7 +308,10 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
             if added > MAX_EXTRA_CELLS:
                 continue
             kind = "code" if cell["cell_type"] == "code" else "markdown"
-            new = {"cell_type": kind, "id": f"added-{added}", "metadata": {}, "source": cell["source"]}
+            # Markdown a student added is shown as text, never as HTML: feedback pages and formgrader
+            # render it in the instructor's browser.
+            text = cell["source"] if kind == "code" else html.escape(cell["source"], quote=False)
+            new = {"cell_type": kind, "id": f"added-{added}", "metadata": {}, "source": text}
             if kind == "code":
                 new.update(outputs=[], execution_count=None)
                 plan.append({"index": len(out_cells), "name": f"added cell {added}", "role": "extra",
@@ -318,7 +333,8 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
                 if theirs["cell_type"] != rcell["cell_type"]:
                     flags.append(f"answer cell '{grade_id}' was changed to a {theirs['cell_type']} cell; its text "
                                  f"was used as {rcell['cell_type']}")
-                new["source"] = theirs["source"]
+                new["source"] = theirs["source"] if rcell["cell_type"] == "code" else html.escape(theirs["source"],
+                                                                                                   quote=False)
         elif rcell.get("cell_type") == "code" and meta:
             kind = "test cell" if meta.get("grade") else "read-only cell"
             if theirs is None:
@@ -348,3 +364,39 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
+
+
+def _function_shapes(source: str) -> dict[str, str]:
+    """Each top-level function's arguments and body (docstring left out) as a canonical AST dump."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    shapes = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
+                                     and isinstance(node.body[0].value, ast.Constant)) else node.body
+            shapes[node.name] = ast.dump(node.args) + ast.dump(ast.Module(body=body, type_ignores=[]))
+    return shapes
+
+
+def copied_from_reference(plan: list[dict]) -> list[str]:
+    """Flags for answer functions that are the course's reference implementation, pasted in.
+
+    A student has the reference on their machine (the visible checks use it), so the trusted checks
+    cannot tell a pasted copy from their own work; this catches the verbatim copy for the instructor."""
+    import inspect
+
+    from .. import reference
+
+    references = {shape: name for name, shape in _function_shapes(inspect.getsource(reference)).items()}
+    flags = []
+    for cell in plan:
+        if cell["role"] == "setup":
+            continue
+        for name, shape in _function_shapes(cell["source"]).items():
+            if shape in references:
+                flags.append(f"COPIED: function {name} in cell '{cell['name']}' is the course's reference "
+                             f"implementation (bncourse.reference.{references[shape]}) pasted in")
+    return flags

@@ -239,6 +239,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
             if error:
                 result.error = error
                 continue
+            result.flags.extend(intake.copied_from_reference(plan))
             seed = trusted.student_seed(secret, assignment, submission.student)
             key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
                                              asdict(limits)], sort_keys=True).encode()).hexdigest()
@@ -287,7 +288,9 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
             if error:
                 result.error = error
                 continue
-            result.score, result.max_score, cells = gradebook.scores(db.working_url, assignment, student)
+            result.score, result.max_score, penalty, cells = gradebook.scores(db.working_url, assignment, student)
+            if penalty:
+                result.flags.append(f"late: a penalty of {penalty:g} points was applied")
             for grade_id in sorted(cells):
                 score, maximum = cells[grade_id]
                 verdict = outcome["trusted"].get(grade_id, {})
@@ -305,8 +308,13 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
     return ordered
 
 
+def _printable(text: str) -> str:
+    """Student-controlled text without control characters (no terminal escape sequences)."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else "?" for ch in text)
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:SUMMARY_MESSAGE_CHARS]
+    return " ".join(_printable(text).split())[:SUMMARY_MESSAGE_CHARS]
 
 
 def write_summary(results: list[StudentResult], destination: Path, batch_notes: list[str] = ()) -> None:
@@ -315,9 +323,9 @@ def write_summary(results: list[StudentResult], destination: Path, batch_notes: 
         writer = csv.writer(f)
         writer.writerow(["student", "status", "score", "max_score", "problems"])
         for r in results:
-            problems = [r.error] if r.error else []
+            problems = [_one_line(r.error)] if r.error else []
             problems += [f"{c.grade_id}: {_one_line(c.problem)}" for c in r.cells if c.problem]
-            problems += r.flags
+            problems += [_one_line(f) for f in r.flags]
             writer.writerow([r.student, r.status, r.score, r.max_score, " | ".join(problems)])
         for note in batch_notes:
             writer.writerow(["", "not a submission", "", "", note])
@@ -328,12 +336,12 @@ def format_summary(results: list[StudentResult]) -> str:
     lines = [f"{'student':<24} {'score':>11}  status / problems"]
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else "-"
-        lines.append(f"{r.student:<24} {score:>11}  {r.error or r.status}")
+        lines.append(f"{r.student:<24} {score:>11}  {_one_line(r.error) or r.status}")
         for cell in r.cells:
             if cell.problem:
                 lines.append(f"{'':<38}- {cell.grade_id} ({cell.score:g}/{cell.max_score:g}): {_one_line(cell.problem)}")
         for flag in r.flags:
-            lines.append(f"{'':<38}! {flag}")
+            lines.append(f"{'':<38}! {_one_line(flag)}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,9 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
     if not as_root:
         cmd += ["--unshare-user"]
     # /tmp first: later mounts go on top of earlier ones, and the course may live under /tmp.
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", "/tmp",
+    size = str(limits.workdir_mb * 2**20)
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
             "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):
         top = Path("/") / name
@@ -118,6 +120,14 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
     for path in _ro_binds():
         bind(path)
     if answers_only:
+        # An empty folder over the package (wherever it is installed, even inside the environment
+        # bound above), then only the allowed modules on top of it.
+        for parent in _ancestors(PACKAGE):
+            if parent not in made and not str(parent).startswith(("/usr", "/etc")):
+                cmd.extend(["--perms", "0755", "--dir", str(parent)])
+                made.add(parent)
+        cmd += ["--perms", "0755", "--size", str(2**20), "--tmpfs", str(PACKAGE)]
+        made.add(PACKAGE)
         for name in MODULES_VISIBLE_TO_ANSWERS:
             if (PACKAGE / name).exists():
                 bind(PACKAGE / name)
@@ -125,7 +135,7 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
         bind(PACKAGE)
     bind(INSIDE, Path("/grader"))
     bind(inputs, Path("/input"))
-    cmd += ["--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", HOME,
+    cmd += ["--perms", "1777", "--size", size, "--tmpfs", HOME,
             "--chdir", HOME, "--clearenv"]
     env = {
         "HOME": HOME, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",
@@ -150,6 +160,16 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
             f"--nproc={processes}", f"--nofile={limits.open_files}", "--core=0", "--",
             str(Path(sys.prefix) / "bin" / "python"), "-s", f"/grader/{program}", *args]
     return cmd
+
+
+def wait_until_gone(slot: int, timeout: float = 10.0) -> None:
+    """After a sandbox is killed, wait until the kernel has removed its processes, so that the next
+    sandbox of this slot (same uid, same process limit) starts from zero."""
+    if os.geteuid() != 0:
+        return
+    uid, deadline = FIRST_SANDBOX_UID + slot, time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_owner(p) == uid for p in Path("/proc").iterdir() if p.name.isdigit()):
+        time.sleep(0.05)
 
 
 def _user_processes() -> int:

@@ -35,7 +35,7 @@ import numpy as np
 from . import sandbox
 from .inside import wire
 
-MAX_EXECUTED_BYTES = 50 * 2**20
+MAX_EXECUTED_BYTES = 20 * 2**20
 MAX_TEXT_CHARS = 10_000
 MAX_IMAGE_CHARS = 2 * 2**20
 ALLOWED_DATA = ("text/plain", "image/png", "image/jpeg")  # no HTML or JavaScript from students
@@ -43,6 +43,10 @@ ALLOWED_DATA = ("text/plain", "image/png", "image/jpeg")  # no HTML or JavaScrip
 
 class AnswerError(AssertionError):
     """The student's function could not be called, raised, or did not return in time."""
+
+
+class SandboxFailure(RuntimeError):
+    """The sandbox itself did not start: a fault of the grading machine, not of the submission."""
 
 
 @dataclass
@@ -58,11 +62,13 @@ def student_seed(secret: bytes, assignment: str, student: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _kill(process: subprocess.Popen | None) -> None:
+def _kill(process: subprocess.Popen | None, slot: int | None = None) -> None:
     if process and process.poll() is None:
         process.kill()  # bwrap dies; with it the sandbox's PID namespace and everything in it
     if process:
         process.wait()
+        if slot is not None:
+            sandbox.wait_until_gone(slot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +107,7 @@ def execute_notebook(notebook: dict, limits: sandbox.Limits, slot: int) -> tuple
             note = f"it did not finish within {limits.wall_seconds:.0f} s"
         finally:
             os.close(read_end)
-            _kill(process)
+            _kill(process, slot)
         if note:
             return None, note
         data = b"".join(chunks)
@@ -213,6 +219,9 @@ class AnswerServer:
 
     def __init__(self, plan: list[dict], limits: sandbox.Limits, slot: int):
         self.plan, self.limits, self.slot = plan, limits, slot
+        # One budget for everything this student's answers do (loading, restarts, every call), so
+        # that no sequence of slow cells or chatty messages can hold a worker for longer.
+        self.deadline = time.monotonic() + limits.wall_seconds
         self.skip: set[int] = set()
         self.cell_errors: dict[str, str] = {}  # cell name -> problem in words
         self.process: subprocess.Popen | None = None
@@ -231,15 +240,24 @@ class AnswerServer:
         self._tmp.cleanup()
 
     def _stop(self) -> None:
-        _kill(self.process)
+        _kill(self.process, self.slot)
         self.process = None
         for fd in getattr(self, "_fds", ()):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = ()
 
+    def _wait_until(self) -> float:
+        """The deadline of the next message: a cell's or call's limit, within the student's budget."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            self._stop()
+            raise AnswerError(f"the answers used up their time budget of {self.limits.wall_seconds:.0f} s")
+        return min(now + self.limits.cell_seconds, self.deadline)
+
     def _start(self) -> None:
         names = {cell["index"]: cell["name"] for cell in self.plan}
+        roles = {cell["index"]: cell["role"] for cell in self.plan}
         while True:
             self.starts += 1
             if self.starts > len(self.plan) + 3:
@@ -258,29 +276,39 @@ class AnswerServer:
             os.close(reply_write)
             os.set_blocking(request_write, False)  # sends time out if the sandbox stops reading
             self._fds = (request_write, reply_read)
-            current = None
+            # The cells announce themselves in plan order; anything else is a protocol violation by
+            # code running in the sandbox, and ends this start like a crash would.
+            expected = [c["index"] for c in self.plan if c["index"] not in self.skip]
+            current, heard = None, False
             try:
                 while True:
-                    event = wire.receive(reply_read, time.monotonic() + self.limits.cell_seconds)
-                    if event.get("event") == "ready":
+                    event = wire.receive(reply_read, self._wait_until())
+                    heard = True
+                    kind, index = event.get("event"), event.get("index")
+                    if kind == "ready" and current is None and not expected:
                         return
-                    index = event.get("index")
-                    if event.get("event") == "cell" and index in names:
-                        current = index
-                    elif event.get("event") == "cell_done" and index in names:
-                        current = None
+                    if kind == "cell" and current is None and expected and index == expected[0]:
+                        current = expected.pop(0)
+                    elif kind == "cell_done" and current is not None and index == current:
                         error = event.get("error")
-                        role = next(c["role"] for c in self.plan if c["index"] == index)
-                        if isinstance(error, str) and role != "setup":
-                            self.cell_errors.setdefault(names[index], f"raised {error[:300]}")
+                        if isinstance(error, str) and roles[current] != "setup":
+                            self.cell_errors.setdefault(names[current], f"raised {error[:300]}")
+                        current = None
+                    else:
+                        raise wire.WireError("unexpected message")
             except TimeoutError:
+                if time.monotonic() >= self.deadline:
+                    self._stop()
+                    raise AnswerError(f"the answers used up their time budget of {self.limits.wall_seconds:.0f} s")
                 problem = f"did not finish within {self.limits.cell_seconds} s"
             except (EOFError, wire.WireError):
-                problem = "ended the process (os._exit, a crash, or a resource limit)"
+                problem = "ended the process (os._exit, a crash, a resource limit, or tampering with the grader)"
             self._stop()
-            if current is None:
+            if not heard:  # nothing of the student's ran yet: the sandbox itself failed
                 lines = (Path(self._tmp.name) / "stderr.txt").read_text(errors="replace").strip().splitlines()
-                raise AnswerError("the answers could not be loaded" + (f" ({lines[-1][:300]})" if lines else ""))
+                raise SandboxFailure("the answers sandbox did not start" + (f": {lines[-1][:300]}" if lines else ""))
+            if current is None:
+                raise AnswerError("the answers could not be loaded: the process was tampered with")
             self.cell_errors.setdefault(names[current], problem + "; it was skipped")
             self.skip.add(current)
 
@@ -288,17 +316,23 @@ class AnswerServer:
         if self.process is None:
             self._start()
         request_write, reply_read = self._fds
+        deadline = self._wait_until()
         try:
-            deadline = time.monotonic() + self.limits.cell_seconds
             wire.send(request_write, {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)},
                       deadline)
             reply = wire.receive(reply_read, deadline)
         except TimeoutError:
             self._stop()
+            if time.monotonic() >= self.deadline:
+                raise AnswerError(f"the answers used up their time budget of {self.limits.wall_seconds:.0f} s") \
+                    from None
             raise AnswerError(f"{name} did not return within {self.limits.cell_seconds} s") from None
         except (EOFError, BrokenPipeError, wire.WireError):
             self._stop()
             raise AnswerError(f"calling {name} ended the process (os._exit, a crash, or a resource limit)") from None
+        if "event" in reply:  # only the loader sends events: something in the sandbox wrote to the channel
+            self._stop()
+            raise AnswerError(f"calling {name} produced a message that is not a reply (tampering with the grader)")
         if reply.get("missing"):
             raise AnswerError(f"{name} is not defined: the cell that defines it raised an error or the function "
                               "was renamed")
@@ -347,6 +381,8 @@ def run_trusted_checks(checks: dict, plan: list[dict], seed: int, limits: sandbo
                 verdicts[grade_id] = CellVerdict(True)
             except AssertionError as exc:  # CheckFailed and AnswerError
                 verdicts[grade_id] = CellVerdict(False, str(exc).strip())
+            except SandboxFailure:
+                raise  # the grader's fault: the caller keeps the previous grade and retries later
             except Exception as exc:  # noqa: BLE001 - e.g. a check choking on a strange return value
                 verdicts[grade_id] = CellVerdict(False, f"{type(exc).__name__}: {exc}"[:500])
         return verdicts, dict(server.cell_errors)

@@ -23,10 +23,18 @@ import sys
 import wire
 
 
-def _without_magics(source: str) -> str:
-    # Jupyter magics (%time, !pip ...) are not Python; the answers do not need them.
-    return "\n".join("pass  # " + line if line.lstrip().startswith(("%", "!")) else line
-                     for line in source.splitlines())
+class _NoMagics:
+    """Stands in for IPython here: magics (%time, !pip ...) do nothing; answers do not need them."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _python(source: str) -> str:
+    # IPython's own translation, so that only real magics change (not a continued line starting with %).
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
 
 
 def _describe(exc: BaseException) -> str:
@@ -40,8 +48,8 @@ def _describe(exc: BaseException) -> str:
 def run_cell(cell: dict, namespace: dict):
     """Run one cell; returns the error in words, or None."""
     try:
-        tree = ast.parse(_without_magics(cell["source"]), filename=f"<cell {cell['name']}>")
-    except SyntaxError as exc:
+        tree = ast.parse(_python(cell["source"]), filename=f"<cell {cell['name']}>")
+    except (SyntaxError, ValueError) as exc:
         return _describe(exc)
     if cell["role"] == "setup":
         # Statement by statement: the course package is hidden here, so its import fails,
@@ -91,7 +99,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoMagics}
     skip = set(plan["skip"])
     for cell in plan["cells"]:
         if cell["index"] in skip:

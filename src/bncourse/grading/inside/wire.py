@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-MAX_MESSAGE_BYTES = 64 * 2**20
-MAX_ARRAY_ELEMENTS = 8 * 2**20
+MAX_MESSAGE_BYTES = 8 * 2**20  # decoded JSON takes tens of times this in memory
+MAX_ARRAY_ELEMENTS = 2**20
 MAX_DEPTH = 12
 _ARRAY_KINDS = "biufc"  # bool, int, unsigned, float, complex: nothing that holds objects
 _HEADER = struct.Struct("!Q")
