@@ -185,3 +185,20 @@ def test_magics_are_ignored_but_lines_that_start_with_percent_are_kept():
     with trusted.AnswerServer(plan(source), LIMITS, slot=0) as s:
         assert s.call("f", (), {}) == 3
         assert s.cell_errors == {}
+
+
+def test_each_slot_caps_memory_and_processes_of_its_whole_sandbox():
+    """rlimits cap single processes; the slot's control groups cap the sandbox as a whole."""
+    with sandbox.SlotPool(1, LIMITS) as slots:
+        if slots.cgroups.kind == "none":
+            pytest.skip("this machine does not let the grader create control groups; only rlimits apply")
+        with trusted.AnswerServer(plan(), LIMITS, slot=0) as s:
+            s.call("observe", ([],), {})
+            members = [p.read_text().split() for p in sandbox._CGROUP_PROCS[0]]
+            assert all(members) and str(s.process.pid) in members[0]  # the sandbox, from bwrap down
+        caps = {f.name: f.read_text().strip() for d in slots.cgroups.dirs for f in d.iterdir()
+                if f.name in ("memory.limit_in_bytes", "memory.max", "pids.max")}
+        assert caps.get("pids.max") == str(LIMITS.processes)
+        assert str(LIMITS.memory_mb * 2**20) in (caps.get("memory.limit_in_bytes"), caps.get("memory.max"))
+        dirs = list(slots.cgroups.dirs)
+    assert not any(d.exists() for d in dirs)  # removed when the run ends

@@ -247,8 +247,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
 
         outcomes: dict[str, dict] = {}
         grader_faults: set[str] = set()
-        slots = sandbox.SlotPool(workers)
-        with ThreadPoolExecutor(max_workers=workers) as pool, \
+        with sandbox.SlotPool(workers, limits) as slots, ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress) as bar:
             futures = {pool.submit(grade_in_sandboxes, course, assignment, job, checks, limits, slots): job
                        for job in jobs}

@@ -50,18 +50,121 @@ class Limits:
 
 
 class SlotPool:
-    """Worker slots; each slot is its own unprivileged user id when running as root."""
+    """Worker slots. Each slot is its own unprivileged user id when running as root, and its own
+    control group (memory and process caps for everything in its sandbox) where the grader may
+    create them."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, limits: Limits):
         self._free: queue.Queue[int] = queue.Queue()
         for slot in range(workers):
             self._free.put(slot)
+        self.cgroups = Cgroups(workers, limits)
 
     def acquire(self) -> int:
         return self._free.get()
 
     def release(self, slot: int) -> None:
         self._free.put(slot)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cgroups.remove()
+
+
+# Which cgroup.procs files each slot's sandboxes join; filled by Cgroups, read by command().
+_CGROUP_PROCS: dict[int, list[Path]] = {}
+
+
+class Cgroups:
+    """Per-slot caps on the memory (tmpfs included) and the number of processes of a sandbox.
+
+    rlimits alone cap each process, not a sandbox: 64 processes of 4 GB, or a RAM-backed folder,
+    could still exhaust the machine. Control groups cap the whole sandbox, so the kernel's
+    out-of-memory killer stays inside it. They need a writable cgroup hierarchy (root, v1 or
+    delegated v2); elsewhere ``kind`` says "none" and only the rlimits apply."""
+
+    def __init__(self, slots: int, limits: Limits):
+        self.dirs: list[Path] = []
+        self.kind = "none"
+        if os.geteuid() != 0:
+            return
+        _remove_stale_groups()
+        try:
+            self.kind = self._create(slots, limits)
+        except OSError:
+            self.remove()
+            self.kind = "none"
+
+    def _create(self, slots: int, limits: Limits) -> str:
+        mine = _own_cgroups()
+        name = f"bncourse-{os.getpid()}"
+        root = Path("/sys/fs/cgroup")
+        if (root / "memory" / "cgroup.procs").exists() and (root / "pids" / "cgroup.procs").exists():
+            for slot in range(slots):
+                memory = root / "memory" / mine.get("memory", "/").lstrip("/") / f"{name}-{slot}"
+                pids = root / "pids" / mine.get("pids", "/").lstrip("/") / f"{name}-{slot}"
+                for folder in (memory, pids):
+                    folder.mkdir()
+                    self.dirs.append(folder)
+                (memory / "memory.limit_in_bytes").write_text(str(limits.memory_mb * 2**20))
+                if (memory / "memory.memsw.limit_in_bytes").exists():  # no escape into swap
+                    (memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_mb * 2**20))
+                (pids / "pids.max").write_text(str(limits.processes))
+                _CGROUP_PROCS[slot] = [memory / "cgroup.procs", pids / "cgroup.procs"]
+            return "cgroup v1"
+        if (root / "cgroup.controllers").exists():
+            parent = root / mine.get("", "/").lstrip("/") / name
+            parent.mkdir()
+            self.dirs.append(parent)
+            (parent / "cgroup.subtree_control").write_text("+memory +pids")
+            for slot in range(slots):
+                group = parent / f"slot{slot}"
+                group.mkdir()
+                self.dirs.insert(0, group)
+                (group / "memory.max").write_text(str(limits.memory_mb * 2**20))
+                if (group / "memory.swap.max").exists():
+                    (group / "memory.swap.max").write_text("0")
+                (group / "pids.max").write_text(str(limits.processes))
+                _CGROUP_PROCS[slot] = [group / "cgroup.procs"]
+            return "cgroup v2"
+        return "none"
+
+    def remove(self) -> None:
+        _CGROUP_PROCS.clear()
+        for folder in self.dirs:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.dirs = []
+
+
+def _own_cgroups() -> dict[str, str]:
+    """controller -> this process's cgroup path ("" is the v2 hierarchy)."""
+    groups = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            groups[controller] = path
+    return groups
+
+
+def _remove_stale_groups() -> None:
+    """Groups left by a grader that was killed (their pid no longer exists)."""
+    for folder in Path("/sys/fs/cgroup").glob("**/bncourse-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            for child in sorted(folder.glob("*/"), reverse=True):
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def require_bwrap() -> str:
@@ -92,7 +195,12 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
     """
     bwrap = require_bwrap()
     as_root = os.geteuid() == 0
-    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    cmd = []
+    if _CGROUP_PROCS.get(slot):
+        # Join the slot's control groups first, so that bwrap and everything it starts are capped.
+        join = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+        cmd += ["/bin/sh", "-c", join, "sh", *map(str, _CGROUP_PROCS[slot]), "--"]
+    cmd += [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session"]
     if not as_root:
         cmd += ["--unshare-user"]
