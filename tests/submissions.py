@@ -202,6 +202,10 @@ def make_class(course: Path, only=None):
                                 '    elif mode == "eval":\n        gamma[...] = 0.0\n        beta[...] = 0.0\n'
                                 '        return np.zeros_like(x), None\n')
     submit("rewrites-the-checks-gamma", nb, scores({"test_eval_mode"}))
+    nb = apply(eps, good)
+    c = cell(nb, "batchnorm_forward")
+    c.source = c.source.replace('    if mode == "train":\n', '    if mode == "train":\n        bn_param["eps"] = 0.0\n')
+    submit("zeroes-eps-in-bn-param", nb, scores(eps.fails))
     import inspect
 
     from bncourse import reference
@@ -211,6 +215,7 @@ def make_class(course: Path, only=None):
     nb = add_cell_after(fresh(), "setup", "from IPython.display import HTML, display\n"
                                           "display(HTML('<script>document.title = \"pwned\"</script>'))")
     nb.cells.insert(2, nbformat.v4.new_markdown_cell('<img src="x" onerror="document.title = 1">'
-                                                     '<script>document.title = "pwned"</script>'))
+                                                     '<script>document.title = "pwned"</script>'
+                                                     '[a link](javascript:document.title=1)'))
     submit("html-output", nb, scores())
     return expected

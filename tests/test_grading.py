@@ -137,7 +137,8 @@ def test_feedback_explains_failures_without_hidden_tests_or_student_html(graded)
         assert "independent check" in html
     feedback = course / "autograder" / "feedback"
     assert "eps is missing" in (feedback / "wrong-missing_eps" / EXERCISE / f"{EXERCISE}.html").read_text()
-    assert "<script>document.title" not in (feedback / "html-output" / EXERCISE / f"{EXERCISE}.html").read_text()
+    page = (feedback / "html-output" / EXERCISE / f"{EXERCISE}.html").read_text()
+    assert "<script>document.title" not in page and 'href="javascript:' not in page and '<img src="x" onerror' not in page
     # A notebook that fooled its own run is told what the independent check found.
     assert "eps is missing" in (feedback / "patches-allclose" / EXERCISE / f"{EXERCISE}.html").read_text()
 

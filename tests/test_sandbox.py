@@ -180,11 +180,26 @@ def fine():
         assert s.call("fine", (), {}) == 2
 
 
-def test_magics_are_ignored_but_lines_that_start_with_percent_are_kept():
-    source = "%time setup = 1\nremainder = (7\n% 4)\ndef f():\n    return remainder"
-    with trusted.AnswerServer(plan(source), LIMITS, slot=0) as s:
-        assert s.call("f", (), {}) == 3
+def test_magics_run_the_code_they_wrap_and_lines_that_start_with_percent_are_kept():
+    cells = [{"index": 0, "name": "lines", "role": "answer",
+              "source": "%time setup = 1\n!pip install nothing\nremainder = (7\n% 4)\ndef f():\n    return remainder + setup"},
+             {"index": 1, "name": "timed", "role": "answer", "source": "%%time\ndef g():\n    return 5"}]
+    with trusted.AnswerServer(cells, LIMITS, slot=0) as s:
+        assert s.call("f", (), {}) == 4
+        assert s.call("g", (), {}) == 5
         assert s.cell_errors == {}
+
+
+def test_deeply_nested_json_from_a_sandbox_is_rejected_not_fatal():
+    read_end, write_end = os.pipe()
+    payload = b"[" * 20_000  # deep enough for RecursionError, small enough for the pipe buffer
+    os.write(write_end, len(payload).to_bytes(8, "big") + payload)
+    with pytest.raises(wire.WireError):
+        wire.receive(read_end, deadline=None)
+    os.close(read_end)
+    os.close(write_end)
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    assert trusted.merge_outputs(notebook, payload)[1] == "the notebook run returned an unreadable notebook"
 
 
 def test_each_slot_caps_memory_and_processes_of_its_whole_sandbox():

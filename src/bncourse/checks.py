@@ -331,7 +331,7 @@ def check_cache_and_inputs(batchnorm_forward, n=10, d=4, seed=3):
         if value.shape != shape:
             _fail(subject, f"cache['{key}'] has shape {value.shape} but should have shape {shape}.")
     c = {key: np.asarray(cache[key], dtype=np.float64) for key in CACHE_KEYS}
-    eps = bn_param.get("eps", reference.DEFAULT_EPS)
+    eps = reference.DEFAULT_EPS  # bn_param had no eps: the default applies (bn_param itself is the student's)
     consistency = [
         ("x", originals["x"], "cache['x'] should be the input x."),
         ("gamma", originals["gamma"], "cache['gamma'] should be the gamma passed in."),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import html
 import json
 import os
 import re
@@ -71,16 +70,24 @@ def choose(student: str, candidates: list[Candidate], assignment: str) -> Submis
     if not candidates:
         return Submission(student, error=f"no notebook was found for {assignment}")
     ordered = sorted(candidates, key=lambda c: (c.named_right, c.resubmission, c.mtime, c.label))
-    chosen = ordered[-1]
-    try:
-        data = chosen.load()
-    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError) as exc:
-        return Submission(student, error=f"{chosen.label} could not be read ({exc})")
-    if len(data) > MAX_NOTEBOOK_BYTES:
-        return Submission(student, error=f"{chosen.label} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    unreadable = []
+    for chosen in reversed(ordered):  # the latest that can be read
+        try:
+            data = chosen.load()
+        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError) as exc:
+            unreadable.append(f"{chosen.label} ({exc})")
+            continue
+        if len(data) > MAX_NOTEBOOK_BYTES:
+            unreadable.append(f"{chosen.label} (larger than {MAX_NOTEBOOK_BYTES // 2**20} MB)")
+            continue
+        break
+    else:
+        return Submission(student, error="no notebook could be read: " + "; ".join(unreadable))
     submission = Submission(student, data)
+    if unreadable:
+        submission.flags.append("could not read " + "; ".join(unreadable) + f"; graded {chosen.label} instead")
     if len(candidates) > 1:
-        others = ", ".join(c.label for c in ordered[:-1])
+        others = ", ".join(c.label for c in ordered if c is not chosen)
         submission.flags.append(f"{len(candidates)} notebooks were handed in; the latest, {chosen.label}, was "
                                 f"graded (ignored: {others})")
     if not chosen.named_right:
@@ -199,6 +206,15 @@ def from_lms_folder(downloads: Path, assignment: str) -> tuple[list[Submission],
 # Rebuilding the notebook from the release
 # ---------------------------------------------------------------------------------------------
 
+def as_plain_text(markdown: str) -> str:
+    """Markdown from a student as a fenced code block: shown verbatim, never rendered. nbgrader's
+    feedback template renders markdown without a sanitizer, so links such as ``javascript:`` and
+    raw HTML would otherwise run in the instructor's browser."""
+    longest = max((len(run) for run in re.findall(r"`+", markdown)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{markdown}\n{fence}"
+
+
 def _text(source) -> str:
     if isinstance(source, list):
         return "".join(s for s in source if isinstance(s, str))
@@ -310,7 +326,7 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
             kind = "code" if cell["cell_type"] == "code" else "markdown"
             # Markdown a student added is shown as text, never as HTML: feedback pages and formgrader
             # render it in the instructor's browser.
-            text = cell["source"] if kind == "code" else html.escape(cell["source"], quote=False)
+            text = cell["source"] if kind == "code" else as_plain_text(cell["source"])
             new = {"cell_type": kind, "id": f"added-{added}", "metadata": {}, "source": text}
             if kind == "code":
                 new.update(outputs=[], execution_count=None)
@@ -333,8 +349,7 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
                 if theirs["cell_type"] != rcell["cell_type"]:
                     flags.append(f"answer cell '{grade_id}' was changed to a {theirs['cell_type']} cell; its text "
                                  f"was used as {rcell['cell_type']}")
-                new["source"] = theirs["source"] if rcell["cell_type"] == "code" else html.escape(theirs["source"],
-                                                                                                   quote=False)
+                new["source"] = theirs["source"] if rcell["cell_type"] == "code" else as_plain_text(theirs["source"])
         elif rcell.get("cell_type") == "code" and meta:
             kind = "test cell" if meta.get("grade") else "read-only cell"
             if theirs is None:

@@ -249,6 +249,9 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
         grader_faults: set[str] = set()
         with sandbox.SlotPool(workers, limits) as slots, ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress) as bar:
+            if slots.cgroups.kind == "none" and os.geteuid() == 0:
+                batch_notes.append("warning: no control groups could be created on this machine, so each sandbox's "
+                                   "memory and process count are capped per process only (see GRADING.md)")
             futures = {pool.submit(grade_in_sandboxes, course, assignment, job, checks, limits, slots): job
                        for job in jobs}
             for future in as_completed(futures):
@@ -303,7 +306,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
     ordered = [results[s] for s in sorted(results)]
     write_summary(ordered, reports / f"{assignment}-summary.csv", batch_notes)
     if progress and batch_notes:
-        print("\n".join(batch_notes))
+        print("\n".join(_one_line(note) for note in batch_notes))
     return ordered
 
 
@@ -327,7 +330,7 @@ def write_summary(results: list[StudentResult], destination: Path, batch_notes: 
             problems += [_one_line(f) for f in r.flags]
             writer.writerow([r.student, r.status, r.score, r.max_score, " | ".join(problems)])
         for note in batch_notes:
-            writer.writerow(["", "not a submission", "", "", note])
+            writer.writerow(["", "note", "", "", _one_line(note)])
     os.replace(partial, destination)
 
 

@@ -170,7 +170,7 @@ def merge_outputs(rebuilt: dict, executed: bytes | None) -> tuple[dict, str]:
         cells = theirs["cells"]
         if not isinstance(cells, list) or len(cells) != len(notebook["cells"]):
             raise ValueError("cell count changed")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         return notebook, "the notebook run returned an unreadable notebook"
     for cell, ran in zip(notebook["cells"], cells):
         if cell["cell_type"] != "code" or not isinstance(ran, dict):
@@ -259,6 +259,7 @@ class AnswerServer:
         names = {cell["index"]: cell["name"] for cell in self.plan}
         roles = {cell["index"]: cell["role"] for cell in self.plan}
         while True:
+            self._wait_until()  # a spent budget ends here, before another sandbox is started
             self.starts += 1
             if self.starts > len(self.plan) + 3:
                 raise AnswerError("the answers could not be loaded: the process kept dying")
@@ -336,6 +337,8 @@ class AnswerServer:
         if reply.get("missing"):
             raise AnswerError(f"{name} is not defined: the cell that defines it raised an error or the function "
                               "was renamed")
+        if reply.get("too_large"):
+            raise AnswerError(f"{name} returned more than {wire.MAX_MESSAGE_BYTES // 2**20} MB of data")
         if not reply.get("ok"):
             raise AnswerError(f"{name} raised {str(reply.get('error'))[:500]}")
         try:

@@ -23,8 +23,28 @@ import sys
 import wire
 
 
-class _NoMagics:
-    """Stands in for IPython here: magics (%time, !pip ...) do nothing; answers do not need them."""
+# Magics that only measure or capture: the code they wrap still runs here.
+RUNS_ITS_CODE = {"time", "timeit", "capture", "prun"}
+
+
+class _Shell:
+    """Stands in for IPython here. Timing and capturing magics run the code they wrap; the others
+    (shell commands, %matplotlib, ...) do nothing: answers do not need them."""
+
+    def __init__(self, namespace: dict):
+        self._namespace = namespace
+
+    def _run(self, code: str) -> None:
+        exec(compile(_python(code), "<magic>", "exec"), self._namespace)
+
+    def run_cell_magic(self, name, line, cell):
+        if name in RUNS_ITS_CODE:
+            self._run(cell)
+
+    def run_line_magic(self, name, line, *args):
+        if name in RUNS_ITS_CODE:
+            # The line may start with the magic's options (-n 3 ...); they are not code.
+            self._run(line.split(" -- ", 1)[-1] if name == "timeit" else line)
 
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
@@ -99,7 +119,9 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoMagics}
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    shell = _Shell(namespace)
+    namespace["get_ipython"] = lambda: shell
     skip = set(plan["skip"])
     for cell in plan["cells"]:
         if cell["index"] in skip:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 MAX_MESSAGE_BYTES = 8 * 2**20  # decoded JSON takes tens of times this in memory
-MAX_ARRAY_ELEMENTS = 2**20
+MAX_ARRAY_ELEMENTS = 600_000  # base64 of this many float64 fits in a message
 MAX_DEPTH = 12
 _ARRAY_KINDS = "biufc"  # bool, int, unsigned, float, complex: nothing that holds objects
 _HEADER = struct.Struct("!Q")
@@ -121,7 +121,7 @@ def send(fd: int, message: dict, deadline: float | None = None) -> None:
     stops reading then raises TimeoutError instead of blocking the writer forever."""
     data = json.dumps(message).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
-        data = json.dumps({"event": "error", "error": "message too large"}).encode("utf-8")
+        data = json.dumps({"ok": False, "too_large": True}).encode("utf-8")
     payload = _HEADER.pack(len(data)) + data
     view = memoryview(payload)
     while view:
@@ -157,7 +157,7 @@ def receive(fd: int, deadline: float | None = None) -> dict:
         raise WireError("message too large")
     try:
         message = json.loads(read_exactly(fd, length, deadline).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise WireError("not JSON") from exc
     if not isinstance(message, dict):
         raise WireError("a message must be a JSON object")
