@@ -32,7 +32,7 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_pages_exist_and_solutions_are_not_published(site):
-    for page in ("index.html", "chapters/ch02_deriving_batchnorm.html",
+    for page in ("index.html", "chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
                  "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html", "references.html"):
         assert (site / page).exists(), page
     published = "\n".join(p.read_text(errors="ignore") for p in site.rglob("*") if p.is_file()
@@ -46,6 +46,26 @@ def test_chapter_shows_its_check_against_pytorch(site):
     assert "largest difference from nn.BatchNorm1d" in html and "largest difference from nn.BatchNorm2d" in html
     assert "Traceback (most recent call last)" not in html and "output traceback" not in html
     assert 'href="../references.html#' in html and "Ioffe and Christian Szegedy" in html  # cited, linked
+
+
+def test_chapter_1_prose_matches_what_its_code_measured(site):
+    """Chapter 1 says the deep sigmoid nets stall while tanh/Xavier and ReLU/He learn, and that the
+    variance algebra predicts the per-layer factor: check the executed numbers say so too."""
+    import html as html_lib
+    import re
+
+    page = html_lib.unescape((site / "chapters" / "ch01_vanishing_exploding.html").read_text())
+    assert "Traceback (most recent call last)" not in page
+    accuracy = {name: float(value) for name, value in
+                re.findall(r"(sigmoid, s = 0\.05|sigmoid, Xavier|tanh, Xavier|ReLU, He)\s+test accuracy after \d+ "
+                           r"steps: ([0-9.]+)", page)}
+    assert accuracy["sigmoid, s = 0.05"] < 0.2 and accuracy["sigmoid, Xavier"] < 0.2
+    assert accuracy["tanh, Xavier"] > 0.9 and accuracy["ReLU, He"] > 0.9
+    predicted = float(re.search(r"predicted factor per layer n\*s\^2 = ([0-9.]+)", page).group(1))
+    measured = float(re.search(r"measured factor per layer \(layers 5-12\): ([0-9.]+)", page).group(1))
+    assert abs(measured - predicted) < 0.05
+    assert "largest sigmoid derivative: 0.2500" in page
+    assert 'href="../references.html#' in page and "Glorot" in page
 
 
 def test_exercise_page_offers_the_notebook_for_download(site):
@@ -86,8 +106,9 @@ def browser():
 # not ours to fix; any other page error fails the test.
 KNOWN_THIRD_PARTY_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
-PAGES_WITH_MATH = {"chapters/ch02_deriving_batchnorm.html", "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html"}
-PAGES = ["intro.html", "chapters/ch02_deriving_batchnorm.html",
+PAGES_WITH_MATH = {"chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
+                   "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html"}
+PAGES = ["intro.html", "chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
          "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html", "references.html"]
 
 
@@ -117,12 +138,15 @@ def test_index_redirects_to_the_intro(browser, server):
     tab.close()
 
 
-def test_chapter_figures_and_math_render(browser, server):
+@pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 5), ("ch02_deriving_batchnorm", 2)])
+def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
-    tab.goto(f"{server}/chapters/ch02_deriving_batchnorm.html", wait_until="networkidle")
+    tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")
     tab.wait_for_selector("mjx-container")
     assert tab.locator("mjx-container").count() > 10
-    assert tab.locator("article img").count() >= 2  # the before/after and running-mean figures
+    images = tab.locator("article img")
+    assert images.count() >= figures
+    assert all(images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(images.count()))
     tab.close()
 
 
