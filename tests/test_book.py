@@ -138,7 +138,7 @@ def test_index_redirects_to_the_intro(browser, server):
     tab.close()
 
 
-@pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 5), ("ch02_deriving_batchnorm", 2)])
+@pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2)])
 def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
     tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")
