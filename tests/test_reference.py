@@ -66,3 +66,41 @@ def test_eval_mode_leaves_running_stats_alone_and_train_needs_two_values():
     assert bn_param["running_mean"].tolist() == [1.0, 2.0] and bn_param["running_var"].tolist() == [3.0, 4.0]
     with pytest.raises(ValueError):  # torch raises too (see Chapter 2)
         reference.batchnorm_forward(np.ones((1, 2)), np.ones(2), np.zeros(2), {"mode": "train"})
+
+
+def _mlp(rng, sizes):
+    weights = [rng.normal(0, 1 / np.sqrt(a), size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.normal(0, 0.1, size=b) for b in sizes[1:]]
+    return weights, biases
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("sizes", [(5, 4, 3), (8, 16, 16, 16, 4), (3, 7, 2, 6, 5, 1)])
+def test_mlp_forward_stats_and_gradient_norms_match_autograd(activation, sizes):
+    rng = np.random.default_rng(len(sizes))
+    x, y = rng.normal(size=(11, sizes[0])), rng.normal(size=(11, sizes[-1]))
+    weights, biases = _mlp(rng, sizes)
+    out, stats = reference.mlp_forward_stats(x, weights, biases, activation)
+    norms = reference.mlp_weight_gradient_norms(x, y, weights, biases, activation)
+
+    f = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[activation]
+    tw = [torch.tensor(w, requires_grad=True) for w in weights]
+    h, torch_stats = torch.from_numpy(x), []
+    for w, b in zip(tw, biases):
+        h = f(h @ w + torch.from_numpy(b))
+        torch_stats.append((h.mean().item(), h.std(unbiased=False).item()))
+    (0.5 * ((h - torch.from_numpy(y)) ** 2).sum(dim=1).mean()).backward()
+
+    np.testing.assert_allclose(out, h.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(stats, torch_stats, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(norms, [w.grad.norm().item() for w in tw], rtol=1e-10)
+
+
+def test_init_scales_follow_the_papers_and_torch():
+    torch.manual_seed(0)
+    for fan_in, fan_out in [(64, 256), (300, 10)]:
+        w = torch.empty(fan_out, fan_in, dtype=torch.float64)  # torch stores (out, in)
+        torch.nn.init.xavier_normal_(w)
+        assert reference.xavier_std(fan_in, fan_out) == pytest.approx(w.std().item(), rel=0.05)
+        torch.nn.init.kaiming_normal_(w, nonlinearity="relu")
+        assert reference.he_std(fan_in) == pytest.approx(w.std().item(), rel=0.05)

@@ -91,3 +91,61 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """
     out_rows, cache = batchnorm_forward(nchw_to_rows(x), gamma, beta, bn_param)
     return rows_to_nchw(out_rows, x.shape), cache
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 1 / Exercise 1: signals in a deep MLP (groundwork for the exercise; checked against
+# torch autograd in tests/test_reference.py)
+# ---------------------------------------------------------------------------------------------
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# name -> (f, f' written in terms of z)
+MLP_ACTIVATIONS = {
+    "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z))),
+    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(z.dtype)),
+}
+
+
+def mlp_forward_stats(x, weights, biases, activation):
+    """Forward pass of h_l = f(h_{l-1} @ W_l + b_l) through every layer (the activation is applied
+    after each one). Returns the last output and, per layer, the (mean, std) of its output over
+    all examples and units."""
+    f, _ = MLP_ACTIVATIONS[activation]
+    h, stats = x, []
+    for w, b in zip(weights, biases):
+        h = f(h @ w + b)
+        stats.append((float(h.mean()), float(h.std())))
+    return h, stats
+
+
+def mlp_weight_gradient_norms(x, y, weights, biases, activation):
+    """Frobenius norm of d loss / d W_l for every layer, by backpropagation written out by hand,
+    for the loss 0.5 * mean over examples of ||h_L - y||^2."""
+    f, df = MLP_ACTIVATIONS[activation]
+    inputs, pre = [], []  # h_{l-1} and z_l of every layer
+    h = x
+    for w, b in zip(weights, biases):
+        inputs.append(h)
+        pre.append(h @ w + b)
+        h = f(pre[-1])
+    grad_h = (h - y) / len(x)
+    norms = []
+    for w, h_in, z in zip(reversed(weights), reversed(inputs), reversed(pre)):
+        grad_z = grad_h * df(z)
+        norms.append(float(np.linalg.norm(h_in.T @ grad_z)))
+        grad_h = grad_z @ w.T
+    return norms[::-1]
+
+
+def xavier_std(fan_in, fan_out):
+    """Glorot & Bengio (2010): Var[W] = 2 / (fan_in + fan_out)."""
+    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def he_std(fan_in):
+    """He et al. (2015), for ReLU: Var[W] = 2 / fan_in."""
+    return float(np.sqrt(2.0 / fan_in))
