@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -24,15 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bncourse import grading  # noqa: E402
-from submissions import notebooks  # noqa: E402
+from submissions import new_course, notebooks  # noqa: E402
 from wrong_answers import EXERCISE, WRONG_ANSWERS, apply  # noqa: E402
 
 
 def make_course(path: Path, students: int) -> None:
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(ROOT / folder, path / folder)
-    (path / "autograder").mkdir()
-    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", path / "autograder")
+    new_course(path)
     released, good = notebooks()
     kinds = [good, released, *(apply(w, good) for w in WRONG_ANSWERS)]
     for i in range(students):

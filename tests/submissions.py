@@ -20,6 +20,7 @@ deserve; several must be flagged as a disagreement between the two verdicts.
 import copy
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +35,15 @@ DISAGREES = "DISAGREEMENT"
 SOLVED_AT = "2026-11-01 12:00:00.000000 UTC"  # nbgrader collect's timestamp.txt format
 # A marker that a process left behind by a submission puts in its command line.
 LEFTOVER_MARKER = "bncourse-leftover-process-test"
+
+
+def new_course(path: Path) -> Path:
+    """A copy of the course to grade in: solutions, exercises and the nbgrader configuration."""
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(REPO / folder, path / folder)
+    (path / "autograder").mkdir()
+    shutil.copy(REPO / "autograder" / "nbgrader_config.py", path / "autograder")
+    return path
 
 
 def cell(nb, grade_id):

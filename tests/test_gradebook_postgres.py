@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bncourse import grading
-from submissions import FULL, make_class
-from test_grading import LIMITS, new_course
+from submissions import FULL, make_class, new_course
+from test_grading import LIMITS
 from wrong_answers import EXERCISE, TEST_CELL_POINTS
 
 pytestmark = pytest.mark.slow

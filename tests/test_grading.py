@@ -10,9 +10,7 @@ writing the gradebook leaves the previous one intact.
 
 import csv
 import io
-import json
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
@@ -21,20 +19,11 @@ import pytest
 
 from bncourse import grading
 from bncourse.grading import gradebook, trusted
-from conftest import REPO
-from submissions import DISAGREES, FULL, LEFTOVER_MARKER, SOLVED_AT, make_class, notebooks
+from submissions import DISAGREES, FULL, LEFTOVER_MARKER, SOLVED_AT, make_class, new_course, notebooks
 from wrong_answers import EXERCISE, WRONG_ANSWERS, apply
 
 pytestmark = pytest.mark.slow
 LIMITS = grading.Limits(cell_seconds=8, wall_seconds=120)  # short: the hanging submissions stay cheap
-
-
-def new_course(path: Path) -> Path:
-    for folder in ("solutions", "exercises"):
-        shutil.copytree(REPO / folder, path / folder)
-    (path / "autograder").mkdir()
-    shutil.copy(REPO / "autograder" / "nbgrader_config.py", path / "autograder")
-    return path
 
 
 def files_under(folder: Path) -> dict:
@@ -282,7 +271,8 @@ def test_late_penalties_are_computed_from_the_trusted_score(tmp_path, monkeypatc
     course = new_course(tmp_path / "course")
     with open(course / "autograder" / "nbgrader_config.py", "a") as f:
         f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
-    make_class(course, only=["patches-allclose", "wrong-missing_eps"])
+    expected = {student: sum(cells.values()) for student, (cells, _) in
+                make_class(course, only=["patches-allclose", "wrong-missing_eps"]).items()}
     (course / "autograder" / "submitted" / "patches-allclose" / EXERCISE / "timestamp.txt").write_text(SOLVED_AT)
     db_url = grading.Course(course).db_url
     monkeypatch.setenv("PATH", gradebook.tool_env()["PATH"])  # a new gradebook runs alembic
@@ -291,9 +281,9 @@ def test_late_penalties_are_computed_from_the_trusted_score(tmp_path, monkeypatc
     results = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS,
                                                                progress=False)}
     assert results["patches-allclose"].score == 0
-    assert results["wrong-missing_eps"].score == FULL - 6  # on time: no penalty
-    with Gradebook(db_url) as gb:
-        assert gb.find_submission(EXERCISE, "patches-allclose").late_submission_penalty == 4
+    assert results["wrong-missing_eps"].score == expected["wrong-missing_eps"]  # on time: no penalty
+    with Gradebook(db_url) as gb:  # "zero" takes away exactly what the answers earned
+        assert gb.find_submission(EXERCISE, "patches-allclose").late_submission_penalty == expected["patches-allclose"]
 
 
 # ---------------------------------------------------------------------------------------------

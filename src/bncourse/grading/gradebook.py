@@ -117,13 +117,6 @@ def scores(db_url: str, assignment: str, student: str) -> tuple[float, float, fl
         return submission.score - penalty, submission.max_score, penalty, cells
 
 
-def max_score(db_url: str, assignment: str) -> float:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(db_url) as gb:
-        return gb.find_assignment(assignment).max_score
-
-
 def feedback(root: Path, db_url: str, assignment: str, show_hidden_tests: bool) -> None:
     preprocessors = ["nbgrader.preprocessors.GetGrades", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
     if not show_hidden_tests:

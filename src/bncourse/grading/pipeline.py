@@ -268,7 +268,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 bar.update()
 
         # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
-        order = [cell["name"] for cell in (jobs[0].plan if jobs else [])]
+        plans = {job.student: job.plan for job in jobs}
         timestamps = {s.student: s.timestamp for s in submissions}
         for student in sorted(results):
             result = results[student]
@@ -283,8 +283,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
             if outcome is None:
                 gradebook.record(course.root, db.working_url, assignment, student, None)
                 continue
-            names = [c["name"] for c in next(j for j in jobs if j.student == student).plan] or order
-            result.flags.extend(_flags_from(outcome, names))
+            result.flags.extend(_flags_from(outcome, [cell["name"] for cell in plans[student]]))
             verdicts = {k: v["passed"] for k, v in outcome["trusted"].items()}
             error = gradebook.record(course.root, db.working_url, assignment, student, verdicts)
             if error:

@@ -217,23 +217,23 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
             cmd += ["--ro-bind", str(top), str(top)]
     made = {Path("/tmp"), Path("/proc"), Path("/dev")}  # already mounted: never re-create or chmod them
 
-    def bind(source: Path, target: Path | None = None, *, mode: str = "--ro-bind") -> None:
-        target = target or source
+    def make_parents(target: Path) -> None:
         for parent in _ancestors(target):  # world-traversable parents (e.g. /root is 0700 outside)
             if parent not in made and not str(parent).startswith(("/usr", "/etc")):
                 cmd.extend(["--perms", "0755", "--dir", str(parent)])
                 made.add(parent)
-        cmd.extend([mode, str(source), str(target)])
+
+    def bind(source: Path, target: Path | None = None) -> None:
+        target = target or source
+        make_parents(target)
+        cmd.extend(["--ro-bind", str(source), str(target)])
 
     for path in _ro_binds():
         bind(path)
     if answers_only:
         # An empty folder over the package (wherever it is installed, even inside the environment
         # bound above), then only the allowed modules on top of it.
-        for parent in _ancestors(PACKAGE):
-            if parent not in made and not str(parent).startswith(("/usr", "/etc")):
-                cmd.extend(["--perms", "0755", "--dir", str(parent)])
-                made.add(parent)
+        make_parents(PACKAGE)
         cmd += ["--perms", "0755", "--size", str(2**20), "--tmpfs", str(PACKAGE)]
         made.add(PACKAGE)
         for name in MODULES_VISIBLE_TO_ANSWERS:

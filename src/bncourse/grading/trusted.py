@@ -19,6 +19,7 @@ The trusted verdict is what counts; where the two disagree the report says so.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import hmac
 import json
@@ -160,8 +161,6 @@ def merge_outputs(rebuilt: dict, executed: bytes | None) -> tuple[dict, str]:
     """The rebuilt notebook with the (untrusted) outputs of the in-kernel run copied in, cleaned.
 
     Sources and metadata always come from ``rebuilt``: the run can only contribute outputs."""
-    import copy
-
     notebook = copy.deepcopy(rebuilt)
     if executed is None:
         return notebook, ""
@@ -309,7 +308,8 @@ class AnswerServer:
                 lines = (Path(self._tmp.name) / "stderr.txt").read_text(errors="replace").strip().splitlines()
                 raise SandboxFailure("the answers sandbox did not start" + (f": {lines[-1][:300]}" if lines else ""))
             if current is None:
-                raise AnswerError("the answers could not be loaded: the process was tampered with")
+                raise AnswerError("the answers could not be loaded: their process sent messages out of order "
+                                  "(code in the notebook wrote to the grader's channel)")
             self.cell_errors.setdefault(names[current], problem + "; it was skipped")
             self.skip.add(current)
 
