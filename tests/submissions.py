@@ -1,6 +1,7 @@
-"""A class of submissions to Exercise 2, each with the result it deserves.
+"""Classes of submissions, each with the result it deserves.
 
-``make_class(course)`` writes them in nbgrader's layout under ``<course>/autograder/submitted`` and
+``make_honest_class(course, exercise)`` writes the honest work on any exercise. The rest of this
+module builds a larger class for Exercise 2: ``make_class(course)`` writes it in nbgrader's layout under ``<course>/autograder/submitted`` and
 returns, per student, the expected score of every test cell (None: not gradable at all) and
 phrases the summary must contain. Three kinds:
 
@@ -27,7 +28,9 @@ from pathlib import Path
 import nbformat
 
 from conftest import REPO
-from wrong_answers import EXERCISE, TEST_CELL_POINTS, WRONG_ANSWERS, apply
+import wrong_answers
+from wrong_answers import apply
+from wrong_answers.ex02_batchnorm_forward import EXERCISE, TEST_CELL_POINTS, WRONG_ANSWERS
 
 FULL = sum(TEST_CELL_POINTS.values())
 # The flag a submission gets when its own run and the trusted check disagree.
@@ -63,10 +66,32 @@ def student_version(released, solution):
     return nb
 
 
-def notebooks():
-    released = nbformat.read(REPO / "exercises" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
-    solution = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
+def notebooks(exercise=EXERCISE):
+    """The released notebook and a solved student version of it."""
+    released = nbformat.read(REPO / "exercises" / exercise / f"{exercise}.ipynb", as_version=4)
+    solution = nbformat.read(REPO / "solutions" / exercise / f"{exercise}.ipynb", as_version=4)
     return released, student_version(released, solution)
+
+
+def submit_notebook(course: Path, exercise: str, student: str, notebook) -> None:
+    folder = course / "autograder" / "submitted" / student / exercise
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / f"{exercise}.ipynb")
+
+
+def make_honest_class(course: Path, exercise: str) -> dict:
+    """Honest work on any exercise: the solution, the blank exercise and each of its realistic wrong
+    answers. Returns the expected score of every test cell, per student."""
+    answers = wrong_answers.for_exercise(exercise)
+    points = answers.TEST_CELL_POINTS
+    released, good = notebooks(exercise)
+    expected = {"solved": dict(points), "blank": {c: 0 for c in points}}
+    submit_notebook(course, exercise, "solved", good)
+    submit_notebook(course, exercise, "blank", released)
+    for w in answers.WRONG_ANSWERS:
+        submit_notebook(course, exercise, f"wrong-{w.name}", apply(w, good))
+        expected[f"wrong-{w.name}"] = {c: (0 if c in w.fails else p) for c, p in points.items()}
+    return expected
 
 
 def scores(failing=()):

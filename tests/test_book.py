@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import ASSIGNMENTS, REPO
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html"]
+EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -32,8 +34,7 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_pages_exist_and_solutions_are_not_published(site):
-    for page in ("index.html", "chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
-                 "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html", "references.html"):
+    for page in ["index.html", *CHAPTERS, *EXERCISE_PAGES, "references.html"]:
         assert (site / page).exists(), page
     published = "\n".join(p.read_text(errors="ignore") for p in site.rglob("*") if p.is_file()
                           and p.suffix in {".html", ".ipynb", ".md", ".txt", ".js"} and "mathjax" not in p.parts)
@@ -68,11 +69,16 @@ def test_chapter_1_prose_matches_what_its_code_measured(site):
     assert 'href="../references.html#' in page and "Glorot" in page
 
 
-def test_exercise_page_offers_the_notebook_for_download(site):
-    html = (site / "exercises" / "ex02_batchnorm_forward" / "ex02_batchnorm_forward.html").read_text()
-    assert "ex02_batchnorm_forward.ipynb" in html
-    chapter = (site / "chapters" / "ch02_deriving_batchnorm.html").read_text()
-    assert "_downloads/" in chapter  # the {download} link copies the student notebook into the site
+@pytest.mark.parametrize("exercise", ASSIGNMENTS)
+def test_exercise_page_offers_the_notebook_and_its_chapter_links_to_it(site, exercise):
+    html = (site / "exercises" / exercise / f"{exercise}.html").read_text()
+    assert f"{exercise}.ipynb" in html
+    number = exercise[2:4]
+    chapter = next((site / "chapters").glob(f"ch{number}_*.html")).read_text()
+    assert f"../exercises/{exercise}/{exercise}.html" in chapter
+    assert "_downloads/" in chapter and f"/{exercise}.ipynb" in chapter  # {download} copies the notebook in
+    intro = (site / "intro.html").read_text()
+    assert f"exercises/{exercise}/{exercise}.html" in intro
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +112,8 @@ def browser():
 # not ours to fix; any other page error fails the test.
 KNOWN_THIRD_PARTY_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
-PAGES_WITH_MATH = {"chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
-                   "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html"}
-PAGES = ["intro.html", "chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
-         "exercises/ex02_batchnorm_forward/ex02_batchnorm_forward.html", "references.html"]
+PAGES_WITH_MATH = {*CHAPTERS, *EXERCISE_PAGES}
+PAGES = ["intro.html", *CHAPTERS, *EXERCISE_PAGES, "references.html"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -1,19 +1,25 @@
-"""The check helpers accept the reference, and each realistic wrong answer fails exactly the
-checks that should catch it, with a message that names the mistake.
+"""The check helpers accept the reference, and each realistic wrong answer to each exercise fails
+exactly the checks that should catch it, with a message that names the mistake.
 
-These run the exercise's code cells in-process (fast); test_grading.py runs the same wrong
-answers through nbgrader end to end.
+These run the exercises' code cells in-process (fast); test_exercise_grading.py runs the same wrong
+answers through the grading pipeline end to end.
 """
 
 import contextlib
+import functools
 import io
 
 import nbformat
 import numpy as np
 import pytest
 
+import wrong_answers
+from conftest import ASSIGNMENTS, REPO
 from bncourse import checks, reference
-from wrong_answers import EXERCISE, TEST_CELL_POINTS, WRONG_ANSWERS, apply
+from wrong_answers import apply
+
+ALL_WRONG = [(exercise, wrong) for exercise in wrong_answers.EXERCISES
+             for wrong in wrong_answers.for_exercise(exercise).WRONG_ANSWERS]
 
 
 def run_code_cells(notebook):
@@ -31,9 +37,13 @@ def run_code_cells(notebook):
     return failures
 
 
-@pytest.fixture(scope="module")
-def solution(repo):
-    return nbformat.read(repo / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
+@functools.cache
+def solution(exercise):
+    return nbformat.read(REPO / "solutions" / exercise / f"{exercise}.ipynb", as_version=4)
+
+
+def test_every_exercise_has_wrong_answers():
+    assert wrong_answers.EXERCISES == ASSIGNMENTS
 
 
 def test_reference_passes_every_check(capsys):
@@ -42,21 +52,37 @@ def test_reference_passes_every_check(capsys):
     checks.check_eval_mode(reference.batchnorm_forward)
     checks.check_cache_and_inputs(reference.batchnorm_forward)
     checks.check_spatial_batchnorm_forward(reference.spatial_batchnorm_forward)
-    assert capsys.readouterr().out.count("\u2713") == 5
+
+    activations = reference.MLP_ACTIVATIONS
+    checks.check_activations(lambda z, name: activations[name][0](z), lambda z, name: activations[name][1](z))
+    checks.check_forward_stats(lambda *args: tuple(map(np.asarray, reference.mlp_forward_stats(*args))),
+                               sizes=((4, 9, 9, 2), (3, 3)))
+    checks.check_weight_gradient_norms(reference.mlp_weight_gradient_norms, sizes=((4, 9, 9, 2), (3, 3)))
+    checks.check_xavier_init(lambda fan_in, fan_out, seed: np.random.default_rng(seed).uniform(
+        -np.sqrt(3) * reference.xavier_std(fan_in, fan_out), np.sqrt(3) * reference.xavier_std(fan_in, fan_out),
+        size=(fan_in, fan_out)))  # Glorot's uniform version has the same variance: accepted
+    checks.check_he_init(lambda fan_in, fan_out, seed: np.random.default_rng(seed).normal(
+        0, reference.he_std(fan_in), size=(fan_in, fan_out)))
+    checks.check_largest_sigmoid_derivative(lambda: 1 / 4)
+    checks.check_relu_gain(lambda: np.sqrt(2))
+    assert capsys.readouterr().out.count("\u2713") == 12
 
 
-def test_solution_notebook_passes_all_its_checks(solution):
-    assert run_code_cells(solution) == {}
+@pytest.mark.parametrize("exercise", wrong_answers.EXERCISES)
+def test_solution_notebook_passes_all_its_checks(exercise):
+    nb = solution(exercise)
+    assert run_code_cells(nb) == {}
     graded = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
-              for c in solution.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    assert graded == TEST_CELL_POINTS
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    assert graded == wrong_answers.for_exercise(exercise).TEST_CELL_POINTS
 
 
-@pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=lambda w: w.name)
-def test_wrong_answer_fails_exactly_the_right_checks_and_says_why(solution, wrong):
-    failures = run_code_cells(apply(wrong, solution))
+@pytest.mark.parametrize("exercise, wrong", ALL_WRONG, ids=lambda v: getattr(v, "name", v))
+def test_wrong_answer_fails_exactly_the_right_checks_and_says_why(exercise, wrong):
+    failures = run_code_cells(apply(wrong, solution(exercise)))
     assert set(failures) == set(wrong.fails)
-    first_cell = next(c for c in TEST_CELL_POINTS if c in wrong.fails)
+    points = wrong_answers.for_exercise(exercise).TEST_CELL_POINTS
+    first_cell = next(c for c in points if c in wrong.fails)
     assert wrong.says in failures[first_cell], failures[first_cell]
     assert all(message.startswith("CheckFailed") for message in failures.values()), failures
 
@@ -88,3 +114,24 @@ def test_messages_name_shape_element_and_nan():
 
     with pytest.raises(checks.CheckFailed, match=r"must return a pair"):
         checks.check_batchnorm_forward_train(lambda x, g, b, p: reference.batchnorm_forward(x, g, b, p)[0])
+
+
+def test_init_messages_name_shape_seeding_and_centering():
+    def he(fan_in, fan_out, seed):
+        return np.random.default_rng(seed).normal(0, reference.he_std(fan_in), size=(fan_in, fan_out))
+
+    with pytest.raises(checks.CheckFailed, match=r"shape \(150, 400\) but should have shape .* \(400, 150\)"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: he(fan_out, fan_in, seed) * np.sqrt(fan_out / fan_in))
+    with pytest.raises(checks.CheckFailed, match="same seed gave different weights"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: np.random.normal(0, reference.he_std(fan_in),
+                                                                              size=(fan_in, fan_out)))
+    with pytest.raises(checks.CheckFailed, match="different seeds gave the same weights"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: he(fan_in, fan_out, 0))
+    with pytest.raises(checks.CheckFailed, match="centred at 0"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: np.abs(he(fan_in, fan_out, seed)))
+    with pytest.raises(checks.CheckFailed, match="the factor 2 is missing"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: he(fan_in, fan_out, seed) / np.sqrt(2))
+    with pytest.raises(checks.CheckFailed, match=r"off by a factor 1.5"):
+        checks.check_he_init(lambda fan_in, fan_out, seed: he(fan_in, fan_out, seed) * 1.5)
+    with pytest.raises(checks.CheckFailed, match="return a single number, not a str"):
+        checks.check_relu_gain(lambda: "sqrt(2)")

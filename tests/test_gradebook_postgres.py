@@ -18,7 +18,7 @@ import pytest
 from bncourse import grading
 from submissions import FULL, make_class, new_course
 from test_grading import LIMITS
-from wrong_answers import EXERCISE, TEST_CELL_POINTS
+from wrong_answers.ex02_batchnorm_forward import EXERCISE, TEST_CELL_POINTS
 
 pytestmark = pytest.mark.slow
 SUPERUSER = "grader"

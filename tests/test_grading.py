@@ -20,7 +20,8 @@ import pytest
 from bncourse import grading
 from bncourse.grading import gradebook, trusted
 from submissions import DISAGREES, FULL, LEFTOVER_MARKER, SOLVED_AT, make_class, new_course, notebooks
-from wrong_answers import EXERCISE, WRONG_ANSWERS, apply
+from wrong_answers import apply
+from wrong_answers.ex02_batchnorm_forward import EXERCISE, WRONG_ANSWERS
 
 pytestmark = pytest.mark.slow
 LIMITS = grading.Limits(cell_seconds=8, wall_seconds=120)  # short: the hanging submissions stay cheap

@@ -104,3 +104,33 @@ def test_init_scales_follow_the_papers_and_torch():
         assert reference.xavier_std(fan_in, fan_out) == pytest.approx(w.std().item(), rel=0.05)
         torch.nn.init.kaiming_normal_(w, nonlinearity="relu")
         assert reference.he_std(fan_in) == pytest.approx(w.std().item(), rel=0.05)
+
+
+def _autograd_batchnorm(x, gamma, beta, dout, eps=1e-5):
+    """(dx, dgamma, dbeta) of torch's functional batch norm in train mode, by autograd in float64."""
+    tensors = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    out = torch.nn.functional.batch_norm(tensors[0], None, None, tensors[1], tensors[2], training=True, eps=eps)
+    out.backward(torch.tensor(dout))
+    return [t.grad.numpy() for t in tensors]
+
+
+@pytest.mark.parametrize("n, d", [(2, 1), (5, 3), (64, 17)])
+def test_batchnorm_backward_matches_torch_autograd(n, d):
+    rng = np.random.default_rng(n + 7 * d)
+    x = rng.normal(rng.uniform(-3, 3, d), rng.uniform(0.1, 4, d), size=(n, d))
+    gamma, beta, dout = rng.uniform(0.5, 2, d), rng.uniform(-1, 1, d), rng.normal(size=(n, d))
+    _, cache = reference.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    for ours, theirs in zip(reference.batchnorm_backward(dout, cache), _autograd_batchnorm(x, gamma, beta, dout)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 3, 3), (7, 1, 2, 6)])
+def test_spatial_batchnorm_backward_matches_torch_autograd(shape):
+    rng = np.random.default_rng(sum(shape))
+    c = shape[1]
+    x = rng.normal(2.0, 3.0, size=shape)
+    gamma, beta, dout = rng.uniform(0.5, 2, c), rng.uniform(-1, 1, c), rng.normal(size=shape)
+    _, cache = reference.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    ours = reference.spatial_batchnorm_backward(dout, cache)
+    for mine, theirs in zip(ours, _autograd_batchnorm(x, gamma, beta, dout)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-11)

@@ -18,7 +18,7 @@ from conftest import REPO
 
 LIMITS = sandbox.Limits(cell_seconds=5, wall_seconds=60)
 INSTRUCTOR_ONLY = [REPO / "solutions", REPO / "autograder", REPO / ".git", REPO / "tests"]
-ANSWERS_CANNOT_SEE = [REPO / "src" / "bncourse" / "reference.py", REPO / "src" / "bncourse" / "checks.py",
+ANSWERS_CANNOT_SEE = [REPO / "src" / "bncourse" / "reference.py", REPO / "src" / "bncourse" / "checks",
                       REPO / "src" / "bncourse" / "grading"]
 
 OBSERVE = '''
@@ -78,7 +78,7 @@ def test_answers_sandbox_sees_no_instructor_files_no_network_and_cannot_write(se
 
 def test_in_kernel_sandbox_has_the_check_helpers_but_no_instructor_files():
     probe = OBSERVE + "\nimport json\nprint('OBSERVED' + json.dumps(observe(%r)))" % (
-        [str(p) for p in INSTRUCTOR_ONLY + [REPO / "src" / "bncourse" / "checks.py"]])
+        [str(p) for p in INSTRUCTOR_ONLY + [REPO / "src" / "bncourse" / "checks"]])
     notebook = {"cells": [{"cell_type": "code", "id": "probe", "metadata": {}, "outputs": [], "execution_count": None,
                            "source": probe}],
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -87,7 +87,7 @@ def test_in_kernel_sandbox_has_the_check_helpers_but_no_instructor_files():
     assert note == ""
     text = "".join(o.get("text", "") for o in json.loads(executed)["cells"][0]["outputs"])
     observed = json.loads(text.split("OBSERVED", 1)[1])
-    assert observed["seen"] == [str(REPO / "src" / "bncourse" / "checks.py")]  # visible checks need it
+    assert observed["seen"] == [str(REPO / "src" / "bncourse" / "checks")]  # visible checks need it
     assert observed["network"] != "connected" and not observed["wrote_environment"]
 
 

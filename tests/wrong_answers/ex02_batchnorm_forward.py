@@ -1,9 +1,4 @@
-"""Realistic wrong answers to Exercise 2, written as edits of the solution's source.
-
-Each one is a mistake students make (and the issue lists), applied to the solution notebook
-as text replacements inside one solution cell. ``fails`` names the test cells that must lose
-their points; every other test cell must keep them. ``says`` is a phrase the visible check's
-message must contain, so the student is told what the mistake is, not only that there is one.
+"""Realistic wrong answers to Exercise 2 (see the package docstring for the format).
 
 Why some mistakes fail two cells: ``spatial_batchnorm_forward`` reuses ``batchnorm_forward``
 (as the exercise asks), so a wrong normalisation or wrong running statistics in the 2D
@@ -11,20 +6,9 @@ function also make the 4D output or its running statistics wrong; and the cache 
 the cached statistics with the reference, because Chapter 3's backward pass needs the true ones.
 """
 
-from dataclasses import dataclass, field
+from . import WrongAnswer
 
 EXERCISE = "ex02_batchnorm_forward"
-
-
-@dataclass(frozen=True)
-class WrongAnswer:
-    name: str
-    cell: str  # grade_id of the solution cell that is edited
-    replacements: tuple  # (old, new) pairs, each old must occur in the cell
-    fails: frozenset  # grade_ids of the test cells that must score 0
-    says: str = ""  # part of the message the visible check must print
-    notes: str = field(default="", compare=False)
-
 
 WRONG_ANSWERS = [
     WrongAnswer(
@@ -76,17 +60,3 @@ WRONG_ANSWERS = [
 TEST_CELL_POINTS = {"test_forward_train": 3, "test_running_stats": 2, "test_eval_mode": 2,
                     "test_cache_and_inputs": 1, "test_spatial": 2}
 
-
-def apply(wrong: WrongAnswer, notebook):
-    """Return a copy of the solution notebook (an nbformat node) with the mistake made."""
-    import copy
-
-    nb = copy.deepcopy(notebook)
-    for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == wrong.cell:
-            for old, new in wrong.replacements:
-                if old not in cell.source:
-                    raise ValueError(f"{wrong.name}: {old!r} is not in cell {wrong.cell}")
-                cell.source = cell.source.replace(old, new)
-            return nb
-    raise ValueError(f"{wrong.name}: no cell {wrong.cell}")

@@ -1,0 +1,24 @@
+"""Check helpers for the exercise notebooks.
+
+Each ``check_*`` function calls a student's function on fresh inputs, compares the results
+with :mod:`bncourse.reference` and, when they differ, says in plain words what is wrong:
+which output, which element, how far off, and, when the wrong numbers match a known mistake
+(statistics over the wrong axis, unbiased variance, missing epsilon, Keras' momentum
+convention, ...), which mistake. On success it prints one line starting with a check mark.
+
+Visible test cells call these helpers with their default shapes and seeds; hidden tests call
+them again with other shapes, seeds and momenta. A failure raises :class:`CheckFailed`
+(an ``AssertionError``), which nbgrader counts as a failed test. Nothing here writes to
+stderr: nbgrader would otherwise count the output as a failure.
+
+Conventions for authors of new checks (keep them when adding exercises):
+  * build inputs from ``np.random.default_rng(seed)`` so hidden tests can vary the seed;
+  * pass the student *copies* and keep the originals to detect in-place mutation;
+  * compare with :func:`_compare`, passing the known mistakes as ``Mistake`` objects.
+"""
+
+from ._core import ATOL, RTOL, CheckFailed, Mistake, quiet
+from .batchnorm_forward import (check_batchnorm_forward_train, check_cache_and_inputs, check_eval_mode,
+                                check_running_stats, check_spatial_batchnorm_forward)
+from .signals import (check_activations, check_forward_stats, check_he_init, check_largest_sigmoid_derivative,
+                      check_relu_gain, check_weight_gradient_norms, check_xavier_init)
