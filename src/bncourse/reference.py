@@ -93,6 +93,29 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     return rows_to_nchw(out_rows, x.shape), cache
 
 
+
+def batchnorm_backward(dout, cache):
+    """Gradients ``(dx, dgamma, dbeta)`` of train-mode batch normalization of an (N, D) batch,
+    from the forward pass's cache, in closed form (Chapter 3 derives it):
+
+        dx = gamma / (N * std) * (N * dout - sum(dout) - x_hat * sum(dout * x_hat)),
+
+    sums over the batch axis. The mean and the variance depend on x, and this includes their paths.
+    """
+    x_hat, std, gamma = cache["x_hat"], cache["std"], cache["gamma"]
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = gamma / (n * std) * (n * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Gradients of :func:`spatial_batchnorm_forward` for an (N, C, H, W) ``dout``; ``cache`` is
+    the cache it returned (that of the (N*H*W, C) batch norm)."""
+    dx_rows, dgamma, dbeta = batchnorm_backward(nchw_to_rows(dout), cache)
+    return rows_to_nchw(dx_rows, dout.shape), dgamma, dbeta
+
 # ---------------------------------------------------------------------------------------------
 # Chapter 1 / Exercise 1: signals in a deep MLP (groundwork for the exercise; checked against
 # torch autograd in tests/test_reference.py)
