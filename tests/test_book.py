@@ -16,7 +16,8 @@ from conftest import ASSIGNMENTS, REPO
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html"]
+CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
+            "chapters/ch03_backward_pass.html"]
 EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -67,6 +68,33 @@ def test_chapter_1_prose_matches_what_its_code_measured(site):
     assert abs(measured - predicted) < 0.05
     assert "largest sigmoid derivative: 0.2500" in page
     assert 'href="../references.html#' in page and "Glorot" in page
+
+
+def test_chapter_3_prose_matches_what_its_code_measured(site):
+    """Chapter 3's claims, read from its executed outputs: the hand-written gradients agree with
+    torch, gradcheck accepts the closed form and rejects detached statistics, the weight gradient
+    is perpendicular to the weights, the norm-based error of a correct gradient is tiny while the
+    elementwise one is much larger, and detached statistics make the bias before BN drift."""
+    import html as html_lib
+    import re
+
+    page = html_lib.unescape((site / "chapters" / "ch03_backward_pass.html").read_text())
+    assert "Traceback (most recent call last)" not in page
+    for name in ("dx", "dgamma", "dbeta"):
+        difference = float(re.search(rf"{name}\s+largest difference from torch autograd: ([0-9.e+-]+)", page).group(1))
+        assert difference < 1e-12, name
+    assert "gradcheck, closed-form backward: True" in page
+    assert "gradcheck, detached statistics: Jacobian mismatch" in page
+    cosines = [float(v) for v in re.findall(r"largest \|cos\(W_j, dL/dW_j\)\| = ([0-9.e+-]+)", page)]
+    assert len(cosines) == 2 and max(cosines) < 1e-5
+    norm_based = float(re.search(r"correct gradient, norm-based relative error:\s+([0-9.e+-]+)", page).group(1))
+    elementwise = float(re.search(r"correct gradient, largest elementwise rel. error: ([0-9.e+-]+)", page).group(1))
+    assert norm_based < 1e-8 and elementwise > 100 * norm_based
+    bias = {name: (float(first), float(last)) for name, first, last in
+            re.findall(r"(full gradient|statistics detached)\s+final loss [0-9.]+; after step 1 and step \d+: "
+                       r"\|b1\| ([0-9.]+) and ([0-9.]+)", page)}
+    assert bias["full gradient"] == (0.0, 0.0) and bias["statistics detached"][1] > 5 * bias["statistics detached"][0]
+    assert 'href="../references.html#' in page and "Laarhoven" in page
 
 
 @pytest.mark.parametrize("exercise", ASSIGNMENTS)
@@ -142,7 +170,8 @@ def test_index_redirects_to_the_intro(browser, server):
     tab.close()
 
 
-@pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2)])
+@pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2),
+                                                  ("ch03_backward_pass", 4)])
 def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
     tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")

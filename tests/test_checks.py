@@ -135,3 +135,21 @@ def test_init_messages_name_shape_seeding_and_centering():
         checks.check_he_init(lambda fan_in, fan_out, seed: he(fan_in, fan_out, seed) * 1.5)
     with pytest.raises(checks.CheckFailed, match="return a single number, not a str"):
         checks.check_relu_gain(lambda: "sqrt(2)")
+
+
+def test_reference_passes_the_backward_checks(capsys):
+    checks.check_batchnorm_backward(reference.batchnorm_backward)
+    checks.check_batchnorm_backward_alt(reference.batchnorm_backward)
+    checks.check_spatial_batchnorm_backward(reference.spatial_batchnorm_backward)
+    assert capsys.readouterr().out.count("\u2713") == 3
+
+
+def test_backward_messages_name_the_gradient_and_the_shape():
+    def wrong_dgamma_axis(dout, cache):
+        dx, dgamma, dbeta = reference.batchnorm_backward(dout, cache)
+        return dx, (dout * cache["x_hat"]).sum(axis=1), dbeta
+
+    with pytest.raises(checks.CheckFailed, match=r"dgamma has shape \(4,\) but should have shape \(3,\)"):
+        checks.check_batchnorm_backward(wrong_dgamma_axis)
+    with pytest.raises(checks.CheckFailed, match=r"return 3 values `\(dx, dgamma, dbeta\)`"):
+        checks.check_batchnorm_backward(lambda dout, cache: reference.batchnorm_backward(dout, cache)[0])

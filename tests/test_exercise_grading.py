@@ -32,6 +32,7 @@ def test_honest_class_gets_the_points_each_notebook_deserves(exercise, tmp_path)
         assert result.max_score == full
         assert not any(DISAGREES in flag for flag in result.flags), (student, result.flags)
     assert results["solved"].score == full and results["blank"].score == 0
+    assert not results["solved"].flags  # an honest solution is never taken for a pasted reference
     for wrong in wrong_answers.for_exercise(exercise).WRONG_ANSWERS:
         assert 0 < results[f"wrong-{wrong.name}"].score < full, wrong.name
     for wrong in wrong_answers.for_exercise(exercise).WRONG_ANSWERS:

@@ -43,3 +43,26 @@ def use_course_style() -> None:
     except ImportError:  # outside Jupyter there is nothing to configure
         return
     set_matplotlib_formats("png")
+
+
+def draw_graph(ax, nodes, edges, highlight=(), note=None):
+    """Draw a small computation graph: ``nodes`` maps a name to ``(x, y, label)``, ``edges`` lists
+    ``(source, target)`` pairs, and nodes in ``highlight`` (those whose output feeds several others,
+    whose gradients must be summed) get the "bad" colour. Coordinates are in axis units (0..1)."""
+    boxes = {}
+    for name, (x, y, label) in nodes.items():
+        colour = COLORS["bad"] if name in highlight else COLORS["normalized"]
+        boxes[name] = ax.text(x, y, label, ha="center", va="center", fontsize=11, zorder=3,
+                              bbox=dict(boxstyle="round,pad=0.35", linewidth=1.2, facecolor="white",
+                                        edgecolor=colour))
+    for source, target in edges:
+        (x0, y0, _), (x1, y1, _) = nodes[source], nodes[target]
+        # Clipping the arrow to both boxes makes it start and end at their borders, whatever their size.
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
+                    arrowprops=dict(arrowstyle="-|>", color="#444444", lw=1.2, shrinkA=3, shrinkB=3,
+                                    patchA=boxes[source].get_bbox_patch(), patchB=boxes[target].get_bbox_patch()))
+    if note:
+        ax.text(0.0, 0.0, note, ha="left", va="bottom", fontsize=9, color="#444444", transform=ax.transAxes)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")

@@ -15,6 +15,9 @@ Conventions for authors of new checks (keep them when adding exercises):
   * build inputs from ``np.random.default_rng(seed)`` so hidden tests can vary the seed;
   * pass the student *copies* and keep the originals to detect in-place mutation;
   * compare with :func:`_compare`, passing the known mistakes as ``Mistake`` objects.
+
+One module per exercise: ``signals`` (Exercise 1), ``batchnorm_forward`` (Exercise 2),
+``batchnorm_backward`` (Exercise 3); ``_core`` holds what they share.
 """
 
 from ._core import ATOL, RTOL, CheckFailed, Mistake, quiet
@@ -22,3 +25,5 @@ from .batchnorm_forward import (check_batchnorm_forward_train, check_cache_and_i
                                 check_running_stats, check_spatial_batchnorm_forward)
 from .signals import (check_activations, check_forward_stats, check_he_init, check_largest_sigmoid_derivative,
                       check_relu_gain, check_weight_gradient_norms, check_xavier_init)
+from .batchnorm_backward import (check_autograd_function, check_batchnorm_backward, check_batchnorm_backward_alt,
+                                 check_numerical_gradient, check_relative_error, check_spatial_batchnorm_backward)

@@ -17,3 +17,13 @@ def trusted_checks(assignment: str) -> dict:
         raise LookupError(f"no trusted checks for {assignment}: add src/bncourse/grading/assignments/"
                           f"{assignment}.py (see AUTHORING.md)") from exc
     return module.CHECKS
+
+
+def draw_size(rng, low: int, high: int) -> int:
+    """A secret size between ``low`` and ``high``, both included."""
+    return int(rng.integers(low, high + 1))
+
+
+def draw_seed(rng) -> int:
+    """A secret seed for a check helper's own generator."""
+    return int(rng.integers(2**31))

@@ -6,14 +6,9 @@ layers matters), as the visible and hidden tests do, without being any of them.
 """
 
 from bncourse import checks
+from bncourse.grading.assignments import draw_seed as _seed
+from bncourse.grading.assignments import draw_size as _size
 
-
-def _size(rng, low, high) -> int:
-    return int(rng.integers(low, high + 1))
-
-
-def _seed(rng) -> int:
-    return int(rng.integers(2**31))
 
 
 def _layer_sizes(rng):
