@@ -153,3 +153,30 @@ def test_backward_messages_name_the_gradient_and_the_shape():
         checks.check_batchnorm_backward(wrong_dgamma_axis)
     with pytest.raises(checks.CheckFailed, match=r"return 3 values `\(dx, dgamma, dbeta\)`"):
         checks.check_batchnorm_backward(lambda dout, cache: reference.batchnorm_backward(dout, cache)[0])
+
+
+def test_a_broken_autograd_function_gets_a_hint_not_a_torch_traceback():
+    import torch
+
+    class ThreeGradients(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gamma, beta, eps):
+            return x * gamma + beta
+
+        @staticmethod
+        def backward(ctx, dout):
+            return dout, dout.sum(0), dout.sum(0)  # one too few: eps needs a None
+
+    def gradients(x, gamma, beta, dout):
+        tensors = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+        out = ThreeGradients.apply(*tensors, 1e-5)
+        out.backward(torch.tensor(dout))
+        return (out.detach().numpy(), *(t.grad.numpy() for t in tensors))
+
+    with pytest.raises(checks.CheckFailed, match=r"torch raised RuntimeError.*\n.*one gradient per input"):
+        checks.check_autograd_function(gradients)
+
+
+def test_relative_error_that_returns_none_is_told_so():
+    with pytest.raises(checks.CheckFailed, match="returned None"):
+        checks.check_relative_error(lambda a, b: None)

@@ -26,4 +26,5 @@ from .batchnorm_forward import (check_batchnorm_forward_train, check_cache_and_i
 from .signals import (check_activations, check_forward_stats, check_he_init, check_largest_sigmoid_derivative,
                       check_relu_gain, check_weight_gradient_norms, check_xavier_init)
 from .batchnorm_backward import (check_autograd_function, check_batchnorm_backward, check_batchnorm_backward_alt,
-                                 check_numerical_gradient, check_relative_error, check_spatial_batchnorm_backward)
+                                 check_gradient_invariants, check_numerical_gradient, check_relative_error,
+                                 check_spatial_batchnorm_backward)

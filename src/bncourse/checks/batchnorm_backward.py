@@ -98,9 +98,14 @@ def _check_backward(backward, function_name, shapes, seed):
         subject = f"{function_name} for an input of shape {(n, d)}"
         given_dout, given_cache = dout.copy(), _cache_copy(cache)
         result = backward(given_dout, given_cache)
-        _check_gradients(subject, result, dout, cache)
+        # Before the gradients: an input changed in place is the likeliest reason for wrong ones.
         if not np.array_equal(given_dout, dout):
             _fail(subject, "dout was modified by the call.", "write `g = dout * gamma`, not `dout *= gamma`.")
+        for key, value in cache.items():
+            if not np.array_equal(np.asarray(given_cache.get(key)), np.asarray(value)):
+                _fail(subject, f"cache['{key}'] was modified by the call.",
+                      "the cache belongs to the forward pass; compute new arrays instead of changing its entries.")
+        _check_gradients(subject, result, dout, cache)
 
 
 def check_batchnorm_backward(batchnorm_backward, shapes=((4, 3), (16, 5), (50, 8)), seed=0):
@@ -163,7 +168,8 @@ def check_numerical_gradient(numerical_gradient_of_tanh_layer, shapes=((3, 4, 2)
     compared with the exact gradient ((1 - tanh^2) * dout) @ a.T."""
     rng = np.random.default_rng(seed)
     for n, d, m in shapes:
-        x, a, dout = rng.normal(size=(n, d)), rng.normal(size=(d, m)), rng.normal(size=(n, m))
+        # a scaled so that x @ a has unit variance: no saturated tanh, whose rounding would blur the test
+        x, a, dout = rng.normal(size=(n, d)), rng.normal(0, 1 / np.sqrt(d), size=(d, m)), rng.normal(size=(n, m))
         subject = f"numerical_gradient on f(x) = tanh(x @ a), x of shape {(n, d)}, h={h}"
         given = x.copy()
         got = _as_array(numerical_gradient_of_tanh_layer(given, a.copy(), dout.copy(), h), subject, "the gradient")
@@ -208,6 +214,8 @@ def check_relative_error(relative_error, seed=4):
     for description, a, b in cases:
         subject = f"relative_error on {description}"
         value = relative_error(a.copy(), b.copy())
+        if value is None:
+            _fail(subject, "the function returned None.", "did you forget a `return` statement?")
         try:
             got = float(np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError):
@@ -245,10 +253,40 @@ def check_autograd_function(batchnorm_function_gradients, shapes=((6, 3), (20, 7
     for n, d in shapes:
         x, gamma, beta, dout, cache = _case(rng, n, d)
         subject = f"BatchNormFunction for an input of shape {(n, d)}"
-        result = batchnorm_function_gradients(x.copy(), gamma.copy(), beta.copy(), dout.copy())
+        try:
+            result = batchnorm_function_gradients(x.copy(), gamma.copy(), beta.copy(), dout.copy())
+        except (RuntimeError, TypeError) as error:
+            if type(error) not in (RuntimeError, TypeError):  # a subclass: not torch complaining about the Function
+                raise
+            _fail(subject, f"torch raised {type(error).__name__}: {str(error).splitlines()[0]}",
+                  hint + " Convert NumPy results with torch.from_numpy.")
         out, *gradients = _triple(result, subject, ("out", "dx", "dgamma", "dbeta"))
         expected_out, _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "train"})
         _compare(subject, "out", out, expected_out,
                  hint="forward computes gamma * x_hat + beta with the batch's mean and biased variance.")
         _check_gradients(subject, tuple(gradients), dout, cache, hint=hint)
     _passed(f"BatchNormFunction's output and gradients match the reference for input shapes {list(shapes)}.")
+
+
+def check_gradient_invariants(backward, shapes=((8, 3), (30, 5)), seed=6):
+    """The invariances the closed form encodes: for every feature, dx sums to zero over the batch, and
+    sum(dx * x_hat) is the fraction eps / (var + eps) of gamma / std * sum(dout * x_hat)."""
+    rng = np.random.default_rng(seed)
+    for n, d in shapes:
+        x, gamma, beta, dout, cache = _case(rng, n, d)
+        subject = f"the invariances of dx for an input of shape {(n, d)}"
+        dx = _as_array(_triple(backward(dout.copy(), _cache_copy(cache)), subject)[0], subject, "dx")
+        if dx.shape != x.shape:
+            _fail(subject, f"dx has shape {dx.shape} but should have shape {x.shape}.")
+        scale = np.abs(dx).sum(axis=0) + 1e-300
+        if np.abs(dx.sum(axis=0) / scale).max() > 1e-9:
+            _fail(subject, "dx does not sum to zero over the batch. Adding a constant to a feature does not change "
+                           "batch norm's output, so the gradient can have no component along the ones vector.",
+                  "the path through the mean supplies the -sum(dout) term.")
+        along = (dx * cache["x_hat"]).sum(axis=0)
+        predicted = cache["eps"] / cache["std"] ** 2 * gamma / cache["std"] * (dout * cache["x_hat"]).sum(axis=0)
+        if not np.allclose(along, predicted, rtol=1e-6, atol=1e-12 * np.abs(dx).max()):
+            _fail(subject, "sum(dx * x_hat) is not (nearly) zero. Stretching a feature about its mean does not change "
+                           "batch norm's output, so the gradient has (up to eps) no component along x_hat.",
+                  "the path through the variance supplies the -x_hat * sum(dout * x_hat) term.")
+    _passed("dx sums to zero over the batch and is orthogonal to x_hat up to the eps term.")

@@ -12,7 +12,9 @@ from bncourse.grading.assignments import draw_size as _size
 
 
 def _layer_sizes(rng):
-    mixed = tuple(_size(rng, 2, 12) for _ in range(_size(rng, 3, 6)))
+    # Layers at least 3 wide: with 2 ReLU units a layer can be dead for the whole batch, and its
+    # gradient norm 0 would accept anything near 0.
+    mixed = tuple(_size(rng, 3, 12) for _ in range(_size(rng, 3, 6)))
     width = _size(rng, 3, 9)
     square = (_size(rng, 2, 9),) + (width,) * _size(rng, 4, 7)
     return mixed, square

@@ -20,6 +20,7 @@ def backward(answers, rng):
 
 def backward_alt(answers, rng):
     checks.check_batchnorm_backward_alt(answers.batchnorm_backward_alt, shapes=_shapes(rng), seed=_seed(rng))
+    checks.check_gradient_invariants(answers.batchnorm_backward_alt, shapes=_shapes(rng)[1:], seed=_seed(rng))
 
 
 def spatial(answers, rng):
