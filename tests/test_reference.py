@@ -134,3 +134,49 @@ def test_spatial_batchnorm_backward_matches_torch_autograd(shape):
     ours = reference.spatial_batchnorm_backward(dout, cache)
     for mine, theirs in zip(ours, _autograd_batchnorm(x, gamma, beta, dout)):
         np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (2, 3, 5), (1, 1)])
+def test_layernorm_forward_and_backward_match_torch(shape):
+    rng = np.random.default_rng(sum(shape) + 11)
+    d = shape[-1]
+    x = rng.normal(rng.uniform(-3, 3, size=shape[:-1] + (1,)), rng.uniform(0.5, 3), size=shape)
+    gamma, beta, dout = rng.uniform(0.5, 2, d), rng.uniform(-1, 1, d), rng.normal(size=shape)
+    layer = torch.nn.LayerNorm(d, eps=1e-5, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma))
+        layer.bias.copy_(torch.from_numpy(beta))
+    xt = torch.tensor(x, requires_grad=True)
+    out = layer(xt)
+    out.backward(torch.tensor(dout))
+    ours, cache = reference.layernorm_forward(x, gamma, beta)
+    np.testing.assert_allclose(ours, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    dx, dgamma, dbeta = reference.layernorm_backward(dout, cache)
+    for mine, theirs in ((dx, xt.grad), (dgamma, layer.weight.grad), (dbeta, layer.bias.grad)):
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("shape, groups", [((2, 6, 3, 4), 3), ((3, 4, 5), 2), ((2, 4, 2, 2), 4), ((2, 4, 3), 1)])
+def test_groupnorm_forward_matches_torch(shape, groups):
+    rng = np.random.default_rng(sum(shape) + groups)
+    c = shape[1]
+    x = rng.normal(2.0, 3.0, size=shape)
+    gamma, beta = rng.uniform(0.5, 2, c), rng.uniform(-1, 1, c)
+    layer = torch.nn.GroupNorm(groups, c, eps=1e-5, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma))
+        layer.bias.copy_(torch.from_numpy(beta))
+    np.testing.assert_allclose(reference.groupnorm_forward(x, gamma, beta, groups),
+                               layer(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (2, 3, 5)])
+def test_rmsnorm_forward_matches_torch(shape):
+    rng = np.random.default_rng(sum(shape) + 5)
+    d = shape[-1]
+    x, gamma = rng.normal(1.0, 2.0, size=shape), rng.uniform(0.5, 2, d)
+    layer = torch.nn.RMSNorm(d, eps=1e-5, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(gamma))
+    np.testing.assert_allclose(reference.rmsnorm_forward(x, gamma), layer(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)

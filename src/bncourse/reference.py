@@ -172,3 +172,49 @@ def xavier_std(fan_in, fan_out):
 def he_std(fan_in):
     """He et al. (2015), for ReLU: Var[W] = 2 / fan_in."""
     return float(np.sqrt(2.0 / fan_in))
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 5 / Exercise 5: LayerNorm and relatives (groundwork; checked against torch.nn in float64
+# in tests/test_reference.py)
+# ---------------------------------------------------------------------------------------------
+
+def layernorm_forward(x, gamma, beta, eps=DEFAULT_EPS):
+    """LayerNorm over the last axis (``torch.nn.LayerNorm(x.shape[-1])``): every example (every row,
+    for any leading shape) gets its own mean and biased variance; ``gamma`` and ``beta`` have shape
+    ``(D,)``. The same in train and eval mode: no running statistics. Returns ``(out, cache)``."""
+    mean = x.mean(axis=-1, keepdims=True)
+    std = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    x_hat = (x - mean) / std
+    return gamma * x_hat + beta, {"x_hat": x_hat, "std": std, "gamma": gamma}
+
+
+def layernorm_backward(dout, cache):
+    """Gradients ``(dx, dgamma, dbeta)`` of :func:`layernorm_forward`: batch norm's closed form with
+    the roles of the axes swapped (sums over the features of each example), and ``gamma`` inside it
+    because it varies along the normalized axis."""
+    x_hat, std, gamma = cache["x_hat"], cache["std"], cache["gamma"]
+    d = x_hat.shape[-1]
+    g = dout * gamma
+    dx = (d * g - g.sum(axis=-1, keepdims=True) - x_hat * (g * x_hat).sum(axis=-1, keepdims=True)) / (d * std)
+    flat = (-1, d)
+    return dx, (dout * x_hat).reshape(flat).sum(axis=0), dout.reshape(flat).sum(axis=0)
+
+
+def groupnorm_forward(x, gamma, beta, num_groups, eps=DEFAULT_EPS):
+    """GroupNorm (``torch.nn.GroupNorm``) of an (N, C, ...) input: the C channels are split into
+    ``num_groups`` consecutive groups, each example and group normalized over its channels and
+    positions, then a per-channel ``gamma`` and ``beta`` of shape ``(C,)``."""
+    n, c = x.shape[:2]
+    grouped = x.reshape(n, num_groups, -1)
+    mean = grouped.mean(axis=-1, keepdims=True)
+    std = np.sqrt(grouped.var(axis=-1, keepdims=True) + eps)
+    x_hat = ((grouped - mean) / std).reshape(x.shape)
+    per_channel = (1, c) + (1,) * (x.ndim - 2)
+    return gamma.reshape(per_channel) * x_hat + beta.reshape(per_channel)
+
+
+def rmsnorm_forward(x, gamma, eps=DEFAULT_EPS):
+    """RMSNorm over the last axis (``torch.nn.RMSNorm(x.shape[-1], eps=eps)``): divide by the root
+    mean square, without subtracting the mean and without a shift."""
+    return gamma * x / np.sqrt((x ** 2).mean(axis=-1, keepdims=True) + eps)
