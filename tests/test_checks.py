@@ -180,3 +180,12 @@ def test_a_broken_autograd_function_gets_a_hint_not_a_torch_traceback():
 def test_relative_error_that_returns_none_is_told_so():
     with pytest.raises(checks.CheckFailed, match="returned None"):
         checks.check_relative_error(lambda a, b: None)
+
+
+def test_a_wrong_number_gets_a_hint_not_the_answer():
+    with pytest.raises(checks.CheckFailed, match=r"0\.3 is not the answer \(accepted within 1e-06\)\.\n.*Hint: "
+                                                 r"sigma'\(z\)") as failure:
+        checks.check_largest_sigmoid_derivative(lambda: 0.3)
+    assert "0.25" not in str(failure.value)
+    with pytest.raises(checks.CheckFailed, match="returned None"):
+        checks.check_batchnorm_backward(lambda dout, cache: None)

@@ -15,6 +15,8 @@ from ._core import Mistake, _affine, _as_array, _compare, _fail, _features, _pas
 
 
 def _triple(result, subject, names=("dx", "dgamma", "dbeta")):
+    if result is None:
+        _fail(subject, "the function returned None.", f"did you forget `return {', '.join(names)}`?")
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
         kind = f"{len(result)}-tuple" if isinstance(result, (tuple, list)) else type(result).__name__
         _fail(subject, f"the function must return {len(names)} values `({', '.join(names)})`, but it returned "

@@ -17,10 +17,6 @@ from ._core import Mistake, _as_array, _compare, _fail, _passed
 NAMES = ("sigmoid", "tanh", "relu")
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +52,7 @@ def _copies(arrays):
 # ---------------------------------------------------------------------------------------------
 
 def _derivative_mistakes(z, name):
-    s, t = _sigmoid(z), np.tanh(z)
+    s, t = reference.MLP_ACTIVATIONS["sigmoid"][0](z), np.tanh(z)
     wrong = {
         "sigmoid": [
             (z * (1 - z), "sigma'(z) was computed as z * (1 - z). The formula sigma * (1 - sigma) needs the "
@@ -183,7 +179,7 @@ def _autograd_norms(x, y, weights, biases, name) -> np.ndarray:
 
 def _backprop_mistakes(x, y, weights, biases, name):
     """Each mistake written as the hand-written backward pass a student would have written."""
-    f, df = reference.MLP_ACTIVATIONS[name]
+    _, df = reference.MLP_ACTIVATIONS[name]
 
     def norms(*, batch_mean=True, slope_at_output=False, no_slope=False, mean_per_layer=False):
         zs, hs = _forward_variants(x, weights, biases, name)
@@ -326,21 +322,23 @@ def check_he_init(he_init, fans=((400, 150), (150, 400)), seed=4):
 # ---------------------------------------------------------------------------------------------
 
 def _number(value, subject) -> float:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        if isinstance(value, np.ndarray) and value.size == 1:
-            return float(value)
         _fail(subject, f"return a single number, not a {type(value).__name__}.")
     return float(value)
 
 
-def _check_number(subject, got, expected, mistakes, tolerance=1e-6):
+def _check_number(subject, got, expected, mistakes, hint, tolerance=1e-6):
+    """Fail unless ``got`` is ``expected``. The message names a known wrong value when it is one and
+    otherwise points to the reasoning, without giving the number away."""
     got = _number(got, subject)
     if abs(got - expected) <= tolerance:
         return
     for value, explanation in mistakes:
         if abs(got - value) <= tolerance:
-            _fail(subject, f"{got:.6g} is not right. {explanation}")
-    _fail(subject, f"{got:.6g} is not right.")
+            _fail(subject, f"{got:.6g} is not the answer. {explanation}")
+    _fail(subject, f"{got:.6g} is not the answer (accepted within {tolerance:g}).", hint)
 
 
 def check_largest_sigmoid_derivative(largest_sigmoid_derivative):
@@ -354,7 +352,8 @@ def check_largest_sigmoid_derivative(largest_sigmoid_derivative):
         (0.5, "That is sigma(0), the function's value where its slope is largest. The slope there is "
               "sigma(0) * (1 - sigma(0))."),
         (1.0, "That is the largest slope of tanh, not of the sigmoid."),
-    ])
+    ], hint="sigma'(z) = sigma(z) * (1 - sigma(z)) is a product p * (1 - p) with p between 0 and 1; where is it "
+            "largest?")
     _passed("largest_sigmoid_derivative() is right: each sigmoid layer multiplies the backward signal by at most "
             "that much, times its weights.")
 
@@ -371,5 +370,6 @@ def check_relu_gain(relu_gain):
         (1.0, "With a gain of 1 each ReLU layer halves the second moment of the signal, because ReLU zeroes half "
               "of its inputs."),
         (0.5, "ReLU keeps half of the second moment; the gain must make up for that loss, not repeat it."),
-    ])
+    ], hint="a ReLU layer keeps E[relu(z)^2] = Var[z] / 2, and Var[z] = fan_in * Var[W] * E[h^2]; choose Var[W] = "
+            "g^2 / fan_in so that the product is E[h^2] again.")
     _passed("relu_gain() is right: it is the gain torch.nn.init uses for ReLU.")
