@@ -1,9 +1,9 @@
 """Classes of submissions, each with the result it deserves.
 
 ``make_honest_class(course, exercise)`` writes the honest work on any exercise. The rest of this
-module builds a larger class for Exercise 2: ``make_class(course)`` writes it in nbgrader's layout under ``<course>/autograder/submitted`` and
-returns, per student, the expected score of every test cell (None: not gradable at all) and
-phrases the summary must contain. Three kinds:
+module builds a larger class for Exercise 2: ``make_class(course)`` writes it in nbgrader's layout
+under ``<course>/autograder/submitted`` and returns, per student, the expected score of every test
+cell (None: not gradable at all) and phrases the summary must contain. Three kinds:
 
 * honest work: the solution, the blank exercise and every realistic wrong answer;
 * broken notebooks: a cell that raises or never ends, deleted/edited/retyped cells, broken
