@@ -136,6 +136,8 @@ def test_wire_round_trip_keeps_types_dtypes_and_shapes():
     assert back["t"] == (1, 2.5, None, "s") and back["l"] == [True, 3] and np.isnan(back["nan"])
     opaque = wire.decode(wire.encode(object()))
     assert isinstance(opaque, wire.Opaque) and type(opaque).__name__ == "object"
+    # a set (Exercise 5's answer is one) arrives as a list in a fixed order
+    assert wire.decode(json.loads(json.dumps(wire.encode({"b", "a", "c"})))) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("message", [

@@ -179,14 +179,21 @@ def he_std(fan_in):
 # in tests/test_reference.py)
 # ---------------------------------------------------------------------------------------------
 
+#: What :func:`layernorm_forward` hands to :func:`layernorm_backward`: batch norm's keys, with
+#: ``mean``, ``var`` and ``std`` of shape ``x.shape[:-1] + (1,)`` (one per example, kept broadcastable).
+LAYERNORM_CACHE_KEYS = CACHE_KEYS
+
+
 def layernorm_forward(x, gamma, beta, eps=DEFAULT_EPS):
     """LayerNorm over the last axis (``torch.nn.LayerNorm(x.shape[-1])``): every example (every row,
     for any leading shape) gets its own mean and biased variance; ``gamma`` and ``beta`` have shape
     ``(D,)``. The same in train and eval mode: no running statistics. Returns ``(out, cache)``."""
     mean = x.mean(axis=-1, keepdims=True)
-    std = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    var = x.var(axis=-1, keepdims=True)
+    std = np.sqrt(var + eps)
     x_hat = (x - mean) / std
-    return gamma * x_hat + beta, {"x_hat": x_hat, "std": std, "gamma": gamma}
+    cache = {"x": x, "mean": mean, "var": var, "std": std, "x_hat": x_hat, "gamma": gamma, "eps": eps}
+    return gamma * x_hat + beta, cache
 
 
 def layernorm_backward(dout, cache):

@@ -17,7 +17,7 @@ Conventions for authors of new checks (keep them when adding exercises):
   * compare with :func:`_compare`, passing the known mistakes as ``Mistake`` objects.
 
 One module per exercise: ``signals`` (Exercise 1), ``batchnorm_forward`` (Exercise 2),
-``batchnorm_backward`` (Exercise 3); ``_core`` holds what they share.
+``batchnorm_backward`` (Exercise 3), ``layernorm`` (Exercise 5); ``_core`` holds what they share.
 """
 
 from ._core import ATOL, RTOL, CheckFailed, Mistake, quiet
@@ -28,3 +28,6 @@ from .signals import (check_activations, check_forward_stats, check_he_init, che
 from .batchnorm_backward import (check_autograd_function, check_batchnorm_backward, check_batchnorm_backward_alt,
                                  check_gradient_invariants, check_numerical_gradient, check_relative_error,
                                  check_spatial_batchnorm_backward)
+from .layernorm import (NORMALIZATION_NAMES, check_batch_independent_normalizations, check_groupnorm_forward,
+                        check_layernorm_backward, check_layernorm_forward, check_layernorm_invariances,
+                        check_rmsnorm_forward)

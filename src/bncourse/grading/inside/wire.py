@@ -67,6 +67,8 @@ def encode(value, depth: int = 0):
         return {"__tuple__": [encode(v, depth + 1) for v in value]}
     if isinstance(value, list):
         return [encode(v, depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):  # arrives as a list, in a fixed order
+        return [encode(v, depth + 1) for v in sorted(value, key=repr)]
     if isinstance(value, dict):
         return {"__dict__": [[str(k), encode(v, depth + 1)] for k, v in value.items()]}
     return {"__opaque__": type(value).__name__}

@@ -1,0 +1,425 @@
+"""Checks for Exercise 5: LayerNorm (forward and backward), GroupNorm, RMSNorm, and which
+normalizations make an example's output independent of its batch.
+
+Expected values come from :mod:`bncourse.reference` (tested against ``torch.nn.LayerNorm``,
+``GroupNorm`` and ``RMSNorm`` in float64); the batch-independence answer is decided by running
+PyTorch's own layers. Inputs give every example its own offset and scale *and* every feature its
+own, so that statistics over the wrong axis give visibly wrong numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reference
+from ._core import CheckFailed, Mistake, _affine, _as_array, _compare, _fail, _passed, _unpack_pair
+
+DEFAULT_EPS = reference.DEFAULT_EPS
+
+
+def _examples(rng, shape):
+    """Features with their own means and scales, then each example shifted and scaled on its own."""
+    d = shape[-1]
+    x = rng.normal(rng.uniform(-3, 3, size=d), rng.uniform(0.5, 3.0, size=d), size=shape)
+    lead = shape[:-1] + (1,)
+    return x * rng.uniform(0.5, 4.0, size=lead) + rng.uniform(-5, 5, size=lead)
+
+
+def _normalize(x, axis, ddof=0, eps=DEFAULT_EPS, eps_inside=True):
+    mean = x.mean(axis=axis, keepdims=True)
+    var = x.var(axis=axis, keepdims=True, ddof=ddof)
+    return (x - mean) / (np.sqrt(var + eps) if eps_inside else np.sqrt(var) + eps)
+
+
+def _eps_cases(shapes):
+    """The eps passed with each shape: the default, and once a larger one, which a hard-coded 1e-5 gets wrong."""
+    return [1e-3 if i == 1 else DEFAULT_EPS for i in range(len(shapes))]
+
+
+def _raised(error: Exception, exception: type) -> bool:
+    """Whether ``error`` says the student's function raised ``exception``: in a notebook it is that
+    exception itself; through the grader's sandbox it arrives as an AnswerError naming it."""
+    return isinstance(error, exception) or f"raised {exception.__name__}" in str(error)
+
+
+def _graders_own(error: Exception) -> bool:
+    """Errors of the grading machinery (a sandbox failure, a time-out) that a check must let through."""
+    kind = type(error).__name__
+    return kind == "SandboxFailure" or (kind == "AnswerError" and " raised " not in str(error))
+
+
+# ---------------------------------------------------------------------------------------------
+# LayerNorm forward
+# ---------------------------------------------------------------------------------------------
+
+def _layernorm_mistakes(x, gamma, beta, eps):
+    def affine(x_hat):
+        return gamma * x_hat + beta
+
+    mistakes = [
+        Mistake(affine(_normalize(x, axis=0, eps=eps)),
+                "the statistics were taken over the batch (axis 0): that is batch norm. LayerNorm gives every "
+                "example its own mean and variance, over its own D features: axis=-1, keepdims=True."),
+        Mistake(affine(_normalize(x, axis=-1, ddof=1, eps=eps)),
+                "the variance is the unbiased one (divided by D - 1). LayerNorm, like torch.nn.LayerNorm, divides "
+                "by D: np.var's default, ddof=0."),
+        Mistake(affine(_normalize(x, axis=-1, eps=eps, eps_inside=False)),
+                "eps was added to the standard deviation. It goes inside the square root: sqrt(var + eps)."),
+        Mistake(affine(_normalize(x, axis=-1, eps=0.0)), "eps is missing: divide by sqrt(var + eps)."),
+        Mistake(beta * _normalize(x, axis=-1, eps=eps) + gamma,
+                "gamma and beta are swapped: out = gamma * x_hat + beta."),
+        Mistake(_normalize(x, axis=-1, eps=eps), "gamma and beta were not applied: out = gamma * x_hat + beta."),
+    ]
+    if eps != DEFAULT_EPS:
+        mistakes.append(Mistake(affine(_normalize(x, axis=-1)),
+                                f"the output matches eps = {DEFAULT_EPS} instead of the eps={eps} passed in. Use "
+                                "the eps argument."))
+    if x.ndim > 2:
+        whole_sequence = tuple(range(1, x.ndim))
+        mistakes += [
+            Mistake(affine(_normalize(x, axis=whole_sequence, eps=eps)),
+                    f"each example's {' x '.join(map(str, x.shape[1:]))} values were normalized together. "
+                    "LayerNorm(D) normalizes every position's last-axis vector on its own: axis=-1 only."),
+            Mistake(affine(_normalize(x, axis=None, eps=eps)),
+                    "one mean and variance were taken over the whole array. Use axis=-1, keepdims=True."),
+        ]
+    return mistakes
+
+
+def check_layernorm_forward(layernorm_forward, shapes=((4, 6), (16, 5), (3, 7, 8)), seed=0):
+    """``layernorm_forward(x, gamma, beta, eps)`` returns ``(out, cache)``; out against the reference
+    (``torch.nn.LayerNorm(D)``), and the cache's statistics against the reference's."""
+    rng = np.random.default_rng(seed)
+    for shape, eps in zip(shapes, _eps_cases(shapes)):
+        shape = tuple(shape)
+        x = _examples(rng, shape)
+        gamma, beta = _affine(rng, shape[-1])
+        subject = f"layernorm_forward for an input of shape {shape} (eps={eps})"
+        given = x.copy()
+        out, cache = _unpack_pair(layernorm_forward(given, gamma.copy(), beta.copy(), eps), subject)
+        if not np.array_equal(given, x):
+            _fail(subject, "x was modified by the call.", "compute new arrays (x - mean), not x -= mean.")
+        expected, expected_cache = reference.layernorm_forward(x, gamma, beta, eps)
+        _compare(subject, "out", out, expected, _layernorm_mistakes(x, gamma, beta, eps))
+        if not isinstance(cache, dict):
+            _fail(subject, f"the cache should be a dict but is a {type(cache).__name__}.")
+        missing = [key for key in reference.LAYERNORM_CACHE_KEYS if key not in cache]
+        if missing:
+            _fail(subject, f"the cache has no key(s) {missing}.",
+                  f"the backward pass reads {list(reference.LAYERNORM_CACHE_KEYS)}.")
+        for key in ("mean", "var", "std", "x_hat"):
+            want = expected_cache[key]
+            got = _as_array(cache[key], subject, f"cache['{key}']")
+            if key != "x_hat" and got.shape == shape[:-1]:
+                _fail(subject, f"cache['{key}'] has shape {got.shape}; keep the reduced axis: shape {want.shape}.",
+                      "use keepdims=True, so the statistic broadcasts against x.")
+            _compare(subject, f"cache['{key}']", got, want)
+    _passed(f"layernorm_forward matches torch.nn.LayerNorm for input shapes {[tuple(s) for s in shapes]}.")
+
+
+def check_layernorm_invariances(layernorm_forward, shapes=((6, 5), (2, 3, 9)), seed=4):
+    """Properties LayerNorm has whatever the numbers: an example's output does not depend on the other
+    examples, and (with eps = 0) not on a positive rescaling or a shift of the example."""
+    rng = np.random.default_rng(seed)
+    for shape in shapes:
+        shape = tuple(shape)
+        x = _examples(rng, shape)
+        gamma, beta = _affine(rng, shape[-1])
+        subject = f"layernorm_forward for an input of shape {shape}"
+        whole = _as_array(_unpack_pair(layernorm_forward(x.copy(), gamma, beta, DEFAULT_EPS), subject)[0],
+                          subject, "out")
+        alone = _as_array(_unpack_pair(layernorm_forward(x[:1].copy(), gamma, beta, DEFAULT_EPS), subject)[0],
+                          subject, "out")
+        if alone.shape != x[:1].shape or not np.allclose(alone, whole[:1], rtol=1e-9, atol=1e-9):
+            _fail(subject, "the output for the first example changes when the rest of the batch is removed.",
+                  "LayerNorm's statistics come from the example alone (axis=-1), never from the batch.")
+        lead = shape[:-1] + (1,)
+        scale, shift = rng.uniform(0.2, 5.0, size=lead), rng.uniform(-10, 10, size=lead)
+        plain = _unpack_pair(layernorm_forward(x.copy(), gamma, beta, 0.0), subject)[0]
+        moved = _unpack_pair(layernorm_forward(scale * x + shift, gamma, beta, 0.0), subject)[0]
+        if not np.allclose(_as_array(moved, subject, "out"), _as_array(plain, subject, "out"), rtol=1e-8, atol=1e-8):
+            _fail(subject, "with eps=0, scaling each example by its own positive factor and shifting it by its own "
+                           "constant changed the output.",
+                  "LayerNorm subtracts each example's mean and divides by its standard deviation, so it should not.")
+    _passed("layernorm_forward ignores the rest of the batch and each example's own shift and scale.")
+
+
+# ---------------------------------------------------------------------------------------------
+# LayerNorm backward
+# ---------------------------------------------------------------------------------------------
+
+def _layernorm_dx(dout, cache, *, gamma_inside=True, mean_path=True, var_path=True, with_gamma=True):
+    """LayerNorm's dx, with one of the known mistakes switched on."""
+    x_hat, std, gamma = cache["x_hat"], cache["std"], cache["gamma"]
+    d = x_hat.shape[-1]
+    g = dout * gamma if (with_gamma and gamma_inside) else dout
+    total = g.sum(axis=-1, keepdims=True) if mean_path else 0.0
+    projection = x_hat * (g * x_hat).sum(axis=-1, keepdims=True) if var_path else 0.0
+    dx = (d * g - total - projection) / (d * std)
+    return dx * gamma if (with_gamma and not gamma_inside) else dx
+
+
+def _layernorm_backward_mistakes(dout, cache):
+    x_hat = cache["x_hat"]
+    dx = [
+        Mistake(_layernorm_dx(dout, cache, gamma_inside=False),
+                "gamma was multiplied in after the sums, as in batch norm's formula. In LayerNorm gamma varies along "
+                "the normalized axis, so it must be inside: start from g = dout * gamma and use g in every sum."),
+        Mistake(_layernorm_dx(dout, cache, mean_path=False, var_path=False),
+                "the example's mean and variance were treated as constants: dx = gamma * dout / std. Both depend "
+                "on x, and their paths must be added."),
+        Mistake(_layernorm_dx(dout, cache, mean_path=False),
+                "the path through the mean is missing: the term -sum(g) over the example's features."),
+        Mistake(_layernorm_dx(dout, cache, var_path=False),
+                "the path through the variance is missing: the term -x_hat * sum(g * x_hat) over the example's "
+                "features."),
+        Mistake(_layernorm_dx(dout, cache, with_gamma=False), "gamma is missing from dx: d x_hat = dout * gamma."),
+    ]
+    if x_hat.ndim == 2 and len(x_hat) > 1:  # batch norm's formula, which needs two examples
+        bn_cache = reference.batchnorm_forward(cache["x"], cache["gamma"], np.zeros_like(cache["gamma"]),
+                                               {"mode": "train", "eps": cache["eps"]})[1]
+        dx.append(Mistake(reference.batchnorm_backward(dout, bn_cache)[0],
+                          "this is batch norm's gradient, with sums over the batch (axis 0). LayerNorm's sums run "
+                          "over each example's features (axis=-1, keepdims=True)."))
+    rows = (-1, x_hat.shape[-1])
+    flat_dout, flat_x_hat = dout.reshape(rows), x_hat.reshape(rows)
+    dgamma = [Mistake(flat_dout.sum(axis=0), "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat)."),
+              Mistake((dout * cache["x"]).reshape(rows).sum(axis=0), "dgamma used x instead of x_hat."),
+              Mistake((flat_dout * flat_x_hat).mean(axis=0), "dgamma is a mean over the examples; it is a sum.")]
+    dbeta = [Mistake((flat_dout * flat_x_hat).sum(axis=0), "dgamma and dbeta are swapped: dbeta = sum(dout)."),
+             Mistake(flat_dout.mean(axis=0), "dbeta is a mean over the examples; it is a sum.")]
+    return dx, dgamma, dbeta
+
+
+def check_layernorm_backward(layernorm_backward, shapes=((4, 6), (16, 5), (3, 7, 8)), seed=1):
+    """``layernorm_backward(dout, cache)`` returns ``(dx, dgamma, dbeta)``; the cache is built here by the
+    reference forward pass, so this check does not depend on the student's forward pass."""
+    rng = np.random.default_rng(seed)
+    for shape in shapes:
+        shape = tuple(shape)
+        x = _examples(rng, shape)
+        gamma, beta = _affine(rng, shape[-1])
+        dout = rng.normal(size=shape)
+        _, cache = reference.layernorm_forward(x, gamma, beta)
+        subject = f"layernorm_backward for an input of shape {shape}"
+        given_dout = dout.copy()
+        given_cache = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in cache.items()}
+        result = layernorm_backward(given_dout, given_cache)
+        if not np.array_equal(given_dout, dout):
+            _fail(subject, "dout was modified by the call.", "write g = dout * gamma, not dout *= gamma.")
+        for key, value in cache.items():
+            if not np.array_equal(np.asarray(given_cache.get(key)), np.asarray(value)):
+                _fail(subject, f"cache['{key}'] was modified by the call.", "compute new arrays instead.")
+        if result is None:
+            _fail(subject, "the function returned None.", "did you forget `return dx, dgamma, dbeta`?")
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            _fail(subject, "the function must return three values `(dx, dgamma, dbeta)`.")
+        expected = reference.layernorm_backward(dout, cache)
+        known = _layernorm_backward_mistakes(dout, cache)
+        for name, got, want, mistakes in zip(("dx", "dgamma", "dbeta"), result, expected, known):
+            got = _as_array(got, subject, name)
+            if name != "dx" and got.shape != want.shape:
+                _fail(subject, f"{name} has shape {got.shape} but should have shape {want.shape}, one number per "
+                               "feature.",
+                      "sum over every axis except the last: every example (and every position) contributes. "
+                      "For any shape: dout.reshape(-1, D).sum(axis=0).")
+            _compare(subject, name, got, want, mistakes)
+    _passed(f"layernorm_backward matches the gradients of torch.nn.LayerNorm for input shapes "
+            f"{[tuple(s) for s in shapes]}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# GroupNorm and RMSNorm
+# ---------------------------------------------------------------------------------------------
+
+def _per_channel(values, ndim):
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _groupnorm_mistakes(x, gamma, beta, groups, eps):
+    n, c = x.shape[:2]
+    g, b = _per_channel(gamma, x.ndim), _per_channel(beta, x.ndim)
+
+    def grouped(normalized):
+        return g * normalized + b
+
+    round_robin = x.reshape(n, c // groups, groups, -1)
+    round_robin = _normalize(round_robin, axis=(1, 3), eps=eps).reshape(x.shape)
+    mistakes = [
+        Mistake(grouped(round_robin),
+                f"channels were assigned to groups round-robin (channel c in group c % {groups}). Groups are "
+                f"consecutive channels: with C={c} and {groups} groups, channels 0..{c // groups - 1} form the first "
+                f"group. x.reshape(N, num_groups, -1) does that."),
+        Mistake(grouped(_normalize(x.reshape(n, groups, -1), axis=(0, 2), eps=eps).reshape(x.shape)),
+                "the statistics include the other examples of the batch (axis 0). GroupNorm, like LayerNorm, "
+                "normalizes each example on its own."),
+        Mistake(grouped(_normalize(x.reshape(n, groups, -1), axis=-1, ddof=1, eps=eps).reshape(x.shape)),
+                "the variance is the unbiased one (ddof=1); torch.nn.GroupNorm divides by the group's size."),
+        Mistake(grouped(_normalize(x.reshape(n, groups, -1), axis=-1, eps=eps, eps_inside=False).reshape(x.shape)),
+                "eps was added to the standard deviation; it goes inside the square root."),
+    ]
+    if groups != c:
+        mistakes.append(Mistake(grouped(_normalize(x.reshape(n, c, -1), axis=-1, eps=eps).reshape(x.shape)),
+                                "each channel was normalized on its own: that is InstanceNorm (num_groups = C). "
+                                f"Here {groups} groups of {c // groups} channels share their statistics."))
+    if groups != 1:
+        mistakes.append(Mistake(grouped(_normalize(x.reshape(n, 1, -1), axis=-1, eps=eps).reshape(x.shape)),
+                                "all channels of an example were normalized together: that is num_groups = 1 "
+                                "(LayerNorm over C, H, W). Use num_groups groups."))
+    return mistakes
+
+
+def check_groupnorm_forward(groupnorm_forward, cases=(((2, 6, 3, 3), 3), ((4, 4, 2, 5), 2), ((3, 8, 5), 4)),
+                            seed=2):
+    """``groupnorm_forward(x, gamma, beta, num_groups, eps)`` for (N, C, ...) inputs, against the reference
+    (``torch.nn.GroupNorm``); a group count that does not divide C must raise ValueError, as torch does."""
+    rng = np.random.default_rng(seed)
+    for (shape, groups), eps in zip(cases, _eps_cases(cases)):
+        shape = tuple(shape)
+        c = shape[1]
+        per_channel_shape = (1, c) + (1,) * (len(shape) - 2)
+        x = rng.normal(rng.uniform(-4, 4, size=per_channel_shape), rng.uniform(0.5, 3, size=per_channel_shape),
+                       size=shape)
+        gamma, beta = _affine(rng, c)
+        subject = f"groupnorm_forward for an input of shape {shape} with num_groups={groups} (eps={eps})"
+        given = x.copy()
+        out = groupnorm_forward(given, gamma.copy(), beta.copy(), groups, eps)
+        if not np.array_equal(given, x):
+            _fail(subject, "x was modified by the call.")
+        _compare(subject, "out", out, reference.groupnorm_forward(x, gamma, beta, groups, eps),
+                 _groupnorm_mistakes(x, gamma, beta, groups, eps))
+    # 6 channels of length 4: 24 values per example, which reshape(N, 4, -1) would split without complaint
+    x = rng.normal(size=(2, 6, 4))
+    subject = "groupnorm_forward for an input of shape (2, 6, 4) with num_groups=4"
+    try:
+        groupnorm_forward(x, np.ones(6), np.zeros(6), 4, DEFAULT_EPS)
+    except Exception as error:  # noqa: BLE001 - the student's exception, named below
+        if _graders_own(error):
+            raise
+        if not _raised(error, ValueError):
+            said = str(error) if type(error).__name__ == "AnswerError" else f"{type(error).__name__}: {error}"
+            _fail(subject, f"the function should raise ValueError, but it raised {said}.",
+                  "check the divisibility first: `if C % num_groups: raise ValueError(...)`, with a message that "
+                  "says what is wrong.")
+    else:
+        _fail(subject, "4 groups cannot split 6 channels evenly, but the function returned a result.",
+              "torch.nn.GroupNorm raises ValueError; start with `if C % num_groups: raise ValueError(...)`.")
+    _passed(f"groupnorm_forward matches torch.nn.GroupNorm for {[(tuple(s), g) for s, g in cases]} (shape, groups), "
+            "and refuses a group count that does not divide C.")
+
+
+def _rms(x, eps, *, centred=False, total=False, eps_inside=True, axis=-1):
+    values = x - x.mean(axis=axis, keepdims=True) if centred else x
+    square = (values ** 2).sum(axis=axis, keepdims=True) if total else (values ** 2).mean(axis=axis, keepdims=True)
+    return np.sqrt(square + eps) if eps_inside else np.sqrt(square) + eps
+
+
+def check_rmsnorm_forward(rmsnorm_forward, shapes=((4, 6), (16, 5), (2, 5, 8)), seed=3):
+    """``rmsnorm_forward(x, gamma, eps)`` against the reference (``torch.nn.RMSNorm(D, eps=eps)``)."""
+    rng = np.random.default_rng(seed)
+    for shape, eps in zip(shapes, _eps_cases(shapes)):
+        shape = tuple(shape)
+        x = _examples(rng, shape)
+        gamma = _affine(rng, shape[-1])[0]
+        subject = f"rmsnorm_forward for an input of shape {shape} (eps={eps})"
+        given = x.copy()
+        out = rmsnorm_forward(given, gamma.copy(), eps)
+        if not np.array_equal(given, x):
+            _fail(subject, "x was modified by the call.")
+        centred = x - x.mean(axis=-1, keepdims=True)
+        mistakes = [
+            Mistake(gamma * centred / _rms(x, eps, centred=True),
+                    "the mean was subtracted: that is LayerNorm (without beta). RMSNorm divides x itself by "
+                    "sqrt(mean(x**2) + eps)."),
+            Mistake(gamma * x / _rms(x, eps, centred=True),
+                    "x was divided by its standard deviation. RMSNorm divides by the root mean square, "
+                    "sqrt(mean(x**2) + eps), which includes the mean: mean(x**2) = var + mean**2."),
+            Mistake(gamma * x / _rms(x, eps, total=True),
+                    f"x was divided by sqrt(sum(x**2) + eps), the norm; the root *mean* square divides the sum by "
+                    f"D = {shape[-1]} first."),
+            Mistake(gamma * x / _rms(x, eps, eps_inside=False), "eps was added outside the square root."),
+            Mistake(gamma * x / _rms(x, eps, axis=0), "the mean square was taken over the batch (axis 0); RMSNorm "
+                                                      "uses each example's own features: axis=-1."),
+            Mistake(x / _rms(x, eps), "gamma was not applied: out = gamma * x / rms."),
+        ]
+        if eps != DEFAULT_EPS:
+            mistakes.append(Mistake(gamma * x / _rms(x, DEFAULT_EPS),
+                                    f"the output matches eps = {DEFAULT_EPS} instead of the eps={eps} passed in."))
+        _compare(subject, "out", out, reference.rmsnorm_forward(x, gamma, eps), mistakes)
+    _passed(f"rmsnorm_forward matches torch.nn.RMSNorm for input shapes {[tuple(s) for s in shapes]}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Which normalizations depend on the batch
+# ---------------------------------------------------------------------------------------------
+
+NORMALIZATION_NAMES = ("batchnorm_train", "batchnorm_eval", "layernorm", "instancenorm", "groupnorm", "rmsnorm")
+
+_WHY = {
+    "batchnorm_train": "in train mode batch norm normalizes with the mean and variance of the current batch, so an "
+                       "example's output moves when its batch-mates change.",
+    "batchnorm_eval": "in eval mode batch norm uses its running mean and variance, fixed numbers, so an example's "
+                      "output no longer depends on the rest of the batch (that is what eval mode is for).",
+    "layernorm": "LayerNorm takes its statistics from one example's features, never from other examples.",
+    "instancenorm": "InstanceNorm takes its statistics from one channel of one example.",
+    "groupnorm": "GroupNorm takes its statistics from one group of channels of one example.",
+    "rmsnorm": "RMSNorm takes its root mean square from one example's features.",
+}
+
+
+def _batch_independent_by_experiment(seed=0) -> set:
+    """Run PyTorch's layers on one example inside two different batches and see whose output changes."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    channels = 4
+
+    def draw(n):
+        return torch.randn(n, channels, 3, 3, generator=generator, dtype=torch.float64) * 2 + 1
+
+    batch_norm = torch.nn.BatchNorm2d(channels, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(3):                     # give the running statistics something to hold
+            batch_norm.train()(draw(8))
+    layers = {
+        "batchnorm_train": lambda x: torch.nn.functional.batch_norm(x, None, None, training=True),
+        "batchnorm_eval": batch_norm.eval(),
+        "layernorm": torch.nn.LayerNorm([channels, 3, 3], dtype=torch.float64),
+        "instancenorm": torch.nn.InstanceNorm2d(channels, dtype=torch.float64),
+        "groupnorm": torch.nn.GroupNorm(2, channels, dtype=torch.float64),
+        "rmsnorm": torch.nn.RMSNorm([channels, 3, 3], dtype=torch.float64),
+    }
+    example, first_mates, second_mates = draw(1), draw(7), draw(7)
+    independent = set()
+    with torch.no_grad():
+        for name, layer in layers.items():
+            in_first = layer(torch.cat([example, first_mates]))[0]
+            in_second = layer(torch.cat([example, second_mates]))[0]
+            if torch.allclose(in_first, in_second, rtol=1e-12, atol=1e-12):
+                independent.add(name)
+    return independent
+
+
+def check_batch_independent_normalizations(batch_independent_normalizations):
+    """The student's set of names against what PyTorch's layers do, one message per wrong name."""
+    subject = "batch_independent_normalizations()"
+    answer = batch_independent_normalizations()
+    if answer is None:
+        _fail(subject, "the function returned None.", "return a set of names, e.g. {\"layernorm\"}.")
+    if isinstance(answer, str) or not isinstance(answer, (set, frozenset, list, tuple)):
+        _fail(subject, f"the function should return a set of names but returned a {type(answer).__name__}.",
+              "e.g. return {\"layernorm\", \"rmsnorm\"}.")
+    names = set()
+    for name in answer:
+        if name not in NORMALIZATION_NAMES:
+            _fail(subject, f"{name!r} is not one of the names {list(NORMALIZATION_NAMES)}.")
+        names.add(name)
+    expected = _batch_independent_by_experiment()
+    wrongly_in = sorted(names - expected)
+    wrongly_out = sorted(expected - names)
+    if wrongly_in or wrongly_out:
+        lines = [f"{n} is in your set, but {_WHY[n]}" for n in wrongly_in]
+        lines += [f"{n} is missing from your set: {_WHY[n]}" for n in wrongly_out]
+        raise CheckFailed(f"\n{subject}: " + "\n  ".join(lines))
+    _passed("batch_independent_normalizations names exactly the layers whose output for an example does not "
+            "depend on its batch (checked by running PyTorch's layers).")
