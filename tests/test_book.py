@@ -17,7 +17,7 @@ from conftest import ASSIGNMENTS, REPO
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
-            "chapters/ch03_backward_pass.html"]
+            "chapters/ch03_backward_pass.html", "chapters/ch05_layernorm_and_relatives.html"]
 EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -97,6 +97,63 @@ def test_chapter_3_prose_matches_what_its_code_measured(site):
     assert 'href="../references.html#' in page and "Laarhoven" in page
 
 
+def test_chapter_5_prose_matches_what_its_code_measured(site):
+    """Chapter 5's claims, read from its executed outputs: the five normalizations agree with
+    torch.nn, LayerNorm is batch norm on the transpose forward and backward, batch norm's output for
+    an example spreads like 1/sqrt(B) with its batch-mates while LayerNorm's does not move, batch norm
+    fails at B = 2 where LayerNorm and GroupNorm do not, post-LN's last-block gradient does not depend
+    on depth while pre-LN's falls like 1/sqrt(L), and RMSNorm loses shift invariance only."""
+    import html as html_lib
+    import re
+
+    page = html_lib.unescape((site / "chapters" / "ch05_layernorm_and_relatives.html").read_text())
+    assert "Traceback (most recent call last)" not in page
+
+    def number(pattern):
+        return float(re.search(pattern, page).group(1))
+
+    differences = re.findall(r"(?:BatchNorm|LayerNorm|InstanceNorm|GroupNorm|RMSNorm) +one (?:image|channel)[^\n]*? "
+                             r"\d+ +([0-9.e+-]+)\n", page)
+    assert len(differences) == 5 and all(float(d) < 1e-12 for d in differences)
+    assert "GroupNorm with 1 group equals LayerNorm:     True" in page
+    assert "GroupNorm with C groups equals InstanceNorm: True" in page
+    assert number(r"max \|BN on the transpose - F.layer_norm\| = ([0-9.e+-]+)") < 1e-12
+    for name in ("dx", "dgamma", "dbeta"):
+        assert number(rf"{name}\s+max \|ours - autograd\| = ([0-9.e+-]+)") < 1e-12, name
+    assert number(r"largest \|sum of dx over an example's features\| = ([0-9.e+-]+)") < 1e-12
+    assert "LayerNorm   max |train-mode output - eval-mode output| = 0.000; buffers: []" in page
+    assert number(r"BatchNorm1d max \|train-mode output - eval-mode output\| = ([0-9.]+)") > 0.1
+
+    bn_spread = [float(v) for v in re.search(r"batch norm spread:\s+([0-9. ]+)\n", page).group(1).split()]
+    ln_spread = [float(v) for v in re.search(r"LayerNorm spread \(max\):\s+([0-9. ]+)\n", page).group(1).split()]
+    assert len(bn_spread) == 7 and all(a > b for a, b in zip(bn_spread, bn_spread[1:])) and set(ln_spread) == {0.0}
+    assert -0.6 < number(r"fitted slope of log\(spread\) against log\(B\) for B >= 8: ([0-9.-]+)") < -0.4
+    assert number(r"at B = 2, (\d+)% of the example's") >= 80
+
+    accuracy = {name: [float(v) for v in values.split()] for name, values in re.findall(
+        r"(no normalization|batch norm|LayerNorm|GroupNorm \(8 groups\)|batch norm, test batches of B)\s+"
+        r"((?:[0-9.]+ +){6}[0-9.]+)\n", page)}
+    assert len(accuracy) == 5
+    bn, ln, gn, bn_test = (accuracy[k] for k in ("batch norm", "LayerNorm", "GroupNorm (8 groups)",
+                                                 "batch norm, test batches of B"))
+    assert bn[0] < 70 and bn_test[0] < 70 and ln[0] > 85 and gn[0] > 85
+    assert all(bn[i] >= max(ln[i], gn[i]) - 1.0 for i in range(2, 7))  # B = 8 ... 128
+    assert all(bn_test[i] < bn[i] - 2 for i in range(3))                 # B = 2, 4, 8
+
+    stacks = {p: (float(first), float(last), float(slope)) for p, first, last, slope in re.findall(
+        r"(post-LN|pre-LN): stream RMS after block 1 and 24: ([0-9.]+) and ([0-9.]+); .*?\(slope ([0-9.-]+)\)", page)}
+    assert stacks["post-LN"][:2] == (1.0, 1.0) and abs(stacks["post-LN"][2]) < 0.15
+    assert stacks["pre-LN"][1] > 3 * stacks["pre-LN"][0] and -0.6 < stacks["pre-LN"][2] < -0.4
+
+    squares = re.search(r"mean of x\^2 = ([0-9.]+); variance \+ mean\^2 = ([0-9.]+)", page)
+    assert squares.group(1) == squares.group(2)
+    moves = re.findall(r"LayerNorm output moves by ([0-9.e+-]+), RMSNorm's by ([0-9.]+)", page)
+    assert len(moves) == 3 and all(float(ln) < 1e-12 and float(rms) > 0.01 for ln, rms in moves)
+    assert number(r"multiply the example by 3.7: RMSNorm output moves by ([0-9.e+-]+)") < 1e-12
+    assert "RMSNorm takes" in page
+    assert 'href="../references.html#' in page and "Sennrich" in page and "Xiong" in page
+
+
 @pytest.mark.parametrize("exercise", ASSIGNMENTS)
 def test_exercise_page_offers_the_notebook_and_its_chapter_links_to_it(site, exercise):
     html = (site / "exercises" / exercise / f"{exercise}.html").read_text()
@@ -171,7 +228,7 @@ def test_index_redirects_to_the_intro(browser, server):
 
 
 @pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2),
-                                                  ("ch03_backward_pass", 4)])
+                                                  ("ch03_backward_pass", 4), ("ch05_layernorm_and_relatives", 4)])
 def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
     tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")

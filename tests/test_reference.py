@@ -151,6 +151,12 @@ def test_layernorm_forward_and_backward_match_torch(shape):
     out.backward(torch.tensor(dout))
     ours, cache = reference.layernorm_forward(x, gamma, beta)
     np.testing.assert_allclose(ours, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    # the cache's statistics, which Exercise 5's check compares with a student's, are torch's too
+    var, mean = torch.var_mean(torch.tensor(x), dim=-1, keepdim=True, correction=0)
+    assert set(cache) == set(reference.LAYERNORM_CACHE_KEYS)
+    np.testing.assert_allclose(cache["mean"], mean.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cache["var"], var.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cache["std"], np.sqrt(var.numpy() + 1e-5), rtol=1e-12)
     dx, dgamma, dbeta = reference.layernorm_backward(dout, cache)
     for mine, theirs in ((dx, xt.grad), (dgamma, layer.weight.grad), (dbeta, layer.bias.grad)):
         np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-9, atol=1e-11)
