@@ -15,10 +15,10 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # ipykernel's debugger prints a warning on stderr at every kernel start without this.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab exercises grade lock system-packages sandbox-tools clean
+.PHONY: help venv book test lab exercises experiments grade lock system-packages sandbox-tools clean
 
 help:
-	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
+	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | experiments [SIZE=tiny|cpu|gpu] [MNIST=folder] | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: venv system-packages
 
 lab: venv
 	$(BIN)/jupyter lab exercises/
+
+# Chapter 4's experiments on this machine's device (CUDA when available): writes chapters/results/.
+# SIZE=tiny|cpu|gpu overrides the default (gpu on CUDA, cpu otherwise); MNIST=folder uses real MNIST.
+experiments: venv
+	$(BIN)/python -m bncourse.experiments.bn_training $(if $(SIZE),--size $(SIZE)) $(if $(MNIST),--mnist $(MNIST))
 
 # exercises/ is what nbgrader makes of solutions/ (a test checks they agree).
 exercises: venv

@@ -1,0 +1,618 @@
+"""Training with and without batch norm: every experiment behind Chapter 4, on whatever device is here.
+
+    python -m bncourse.experiments.bn_training [--size tiny|cpu|gpu] [--out DIR] [--mnist DIR]
+
+runs them all on CUDA when it is available (else on the CPU, with the smaller ``cpu`` sizes unless
+told otherwise) and writes one JSON file, ``DIR/bn_training_<size>.json``: the device, the torch,
+CUDA and cuDNN versions, the date, the git commit, the exact command and settings, and every curve
+and number the chapter plots. The chapter reads these files; nobody types a measured number.
+
+The experiments (``EXPERIMENTS``):
+
+* ``paper_mnist``: Ioffe & Szegedy's Section 4.1 at small scale: 3 hidden layers of 100 sigmoid
+  units, batch 60, plain SGD, with and without BN; test accuracy over training and the 15th, 50th and
+  85th percentiles of the input to one sigmoid of the last hidden layer.
+* ``learning_rate``: a deeper ReLU network at learning rates from x1 to x30, with and without BN:
+  curves, final loss, divergence; ``steps_to_target`` (at each one's best rate, and at BN's highest
+  stable rate) is read off these curves.
+* ``init_scale``: final accuracy over a grid of learning rate x weight scale, with and without BN.
+* ``batch_size``: final accuracy over batch sizes, with and without BN.
+* ``eval_mode``: a trained BN network tested in eval mode and in train mode, with small and with
+  non-i.i.d. (one class per batch) test batches.
+* ``timing``: training throughput of a small CNN with and without BN; forward and backward time of
+  ``nn.BatchNorm2d`` vs the course's hand-written batch norm in composite torch ops vs
+  ``torch.compile`` of it; inference time of conv + BN vs the conv with BN folded in.
+
+Data: scikit-learn's digits (1,797 real 8x8 images, shipped with the package) unless ``--mnist`` names a
+folder with MNIST's four idx files (``train-images-idx3-ubyte[.gz]`` and so on); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import gzip
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SCHEMA_VERSION = 1
+EXPERIMENTS = ("paper_mnist", "learning_rate", "init_scale", "batch_size", "eval_mode", "timing")
+REPO = Path(__file__).resolve().parents[3]
+
+# Sizes: "tiny" is the test suite's (seconds), "cpu" the committed CPU run (minutes on 2 cores),
+# "gpu" the recorded GPU run. Every setting ends up in the JSON file.
+SIZES = {
+    "tiny": {
+        "paper_mnist": {"steps": 60, "eval_every": 20, "seeds": [0], "lr": 0.5},
+        "learning_rate": {"depth": 4, "width": 32, "steps": 40, "eval_every": 20, "seeds": [0], "base_lr": 0.02,
+                          "multipliers": [1, 30], "target_accuracy": 0.5},
+        "init_scale": {"depth": 4, "width": 32, "steps": 30, "seeds": [0], "lrs": [0.01, 0.1],
+                       "scales": [0.5, 2.0]},
+        "batch_size": {"sizes": [4, 32], "epochs": 1, "lr_per_32": 0.1, "seeds": [0]},
+        "eval_mode": {"steps": 60, "batch_size": 32, "lr": 0.1, "test_batch_sizes": [2, 32], "seeds": [0]},
+        "timing": {"repeats": 3, "warmup": 1, "cnn_batch": 8, "cnn_width": 8, "image": 16,
+                   "bn_shape": [8, 8, 8, 8], "compile": False},
+    },
+    "cpu": {
+        "paper_mnist": {"steps": 3000, "eval_every": 100, "seeds": [0, 1, 2], "lr": 0.5},
+        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 50, "seeds": [0, 1, 2],
+                          "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
+        "init_scale": {"depth": 8, "width": 100, "steps": 600, "seeds": [0],
+                       "lrs": [0.003, 0.01, 0.03, 0.1, 0.3], "scales": [0.1, 0.3, 1.0, 3.0, 10.0]},
+        "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 8, "lr_per_32": 0.1, "seeds": [0, 1]},
+        "eval_mode": {"steps": 1500, "batch_size": 64, "lr": 0.1, "test_batch_sizes": [2, 4, 16, 64],
+                      "seeds": [0, 1, 2]},
+        "timing": {"repeats": 30, "warmup": 5, "cnn_batch": 64, "cnn_width": 32, "image": 32,
+                   "bn_shape": [64, 32, 32, 32], "compile": True},
+    },
+    "gpu": {
+        "paper_mnist": {"steps": 10000, "eval_every": 200, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
+        "learning_rate": {"depth": 8, "width": 100, "steps": 4000, "eval_every": 50, "seeds": [0, 1, 2, 3, 4],
+                          "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
+        "init_scale": {"depth": 8, "width": 100, "steps": 1500, "seeds": [0, 1, 2],
+                       "lrs": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "scales": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
+        "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 20, "lr_per_32": 0.1,
+                       "seeds": [0, 1, 2, 3, 4]},
+        "eval_mode": {"steps": 4000, "batch_size": 64, "lr": 0.1, "test_batch_sizes": [2, 4, 16, 64],
+                      "seeds": [0, 1, 2, 3, 4]},
+        "timing": {"repeats": 100, "warmup": 20, "cnn_batch": 256, "cnn_width": 64, "image": 32,
+                   "bn_shape": [256, 64, 56, 56], "compile": True},
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and models
+# ---------------------------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{folder} has no {stem}[.gz]; MNIST's four idx files are expected there")
+
+
+def load_data(device, mnist_dir=None) -> dict:
+    """Train and test tensors on ``device``; pixels scaled to [0, 1] and flattened."""
+    if mnist_dir:
+        folder = Path(mnist_dir)
+        parts = [_read_idx(_find(folder, stem)) for stem in
+                 ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+        x_train, y_train, x_test, y_test = parts
+        name = "MNIST (60,000 training and 10,000 test images, 28x28)"
+        x_train, x_test = x_train.reshape(len(x_train), -1) / 255.0, x_test.reshape(len(x_test), -1) / 255.0
+    else:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        order = np.random.default_rng(0).permutation(len(digits.target))
+        split = int(0.8 * len(order))
+        x, y = digits.data / 16.0, digits.target
+        x_train, y_train, x_test, y_test = x[order[:split]], y[order[:split]], x[order[split:]], y[order[split:]]
+        name = f"scikit-learn digits ({len(y_train)} training and {len(y_test)} test images, 8x8)"
+
+    def tensor(a, dtype):
+        return torch.tensor(np.asarray(a), dtype=dtype, device=device)
+
+    return {"x_train": tensor(x_train, torch.float32), "y_train": tensor(y_train, torch.long),
+            "x_test": tensor(x_test, torch.float32), "y_test": tensor(y_test, torch.long), "name": name}
+
+
+def mlp(n_in, hidden, n_out, *, activation=nn.ReLU, batch_norm=False, init_scale=1.0, init_gain=None):
+    """Linear -> [BN] -> activation per hidden layer (no bias before BN), then a linear output layer.
+    Weights are drawn from N(0, (init_scale * gain)^2 / fan_in): He's gain sqrt(2) for ReLU, 1 otherwise."""
+    gain = init_gain if init_gain is not None else (math.sqrt(2) if activation is nn.ReLU else 1.0)
+    layers, fan_in = [], n_in
+    for width in hidden:
+        layers.append(nn.Linear(fan_in, width, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(activation())
+        fan_in = width
+    layers.append(nn.Linear(fan_in, n_out))
+    model = nn.Sequential(*layers)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                scale = gain if layer is not layers[-1] else 1.0
+                layer.weight.normal_(0.0, init_scale * scale / math.sqrt(layer.in_features))
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return model
+
+
+def _evaluate(model, data, split="test"):
+    model.eval()
+    with torch.no_grad():
+        logits = model(data[f"x_{split}"])
+        loss = F.cross_entropy(logits, data[f"y_{split}"]).item()
+        accuracy = (logits.argmax(1) == data[f"y_{split}"]).float().mean().item()
+    return loss, accuracy
+
+
+def train(model, data, *, steps, lr, batch_size, seed, eval_every, momentum=0.0, on_eval=None):
+    """Plain SGD on random mini-batches; every ``eval_every`` steps the training loss and test accuracy
+    (eval mode). Stops early, marked diverged, when the training loss is no longer finite."""
+    device = data["x_train"].device
+    model.to(device)
+    sampler = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    curve = {"step": [], "train_loss": [], "test_accuracy": [], "diverged": False}
+    n = len(data["y_train"])
+    for step in range(1, steps + 1):
+        model.train()
+        idx = torch.randint(0, n, (batch_size,), generator=sampler).to(device)
+        loss = F.cross_entropy(model(data["x_train"][idx]), data["y_train"][idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % eval_every == 0 or step == steps:
+            train_loss, _ = _evaluate(model, data, "train")
+            _, accuracy = _evaluate(model, data, "test")
+            curve["step"].append(step)
+            curve["train_loss"].append(train_loss if math.isfinite(train_loss) else None)
+            curve["test_accuracy"].append(accuracy)
+            if on_eval:
+                on_eval(model)
+            if not math.isfinite(train_loss):
+                curve["diverged"] = True
+                break
+    return curve
+
+
+def steps_to(curve, target):
+    """The first recorded step at which the test accuracy reached ``target``, or None."""
+    for step, accuracy in zip(curve["step"], curve["test_accuracy"]):
+        if accuracy >= target:
+            return step
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiments
+# ---------------------------------------------------------------------------------------------
+
+def run_paper_mnist(data, cfg, progress):
+    """Section 4.1 of Ioffe & Szegedy: 3 x 100 sigmoid units, batch 60, SGD; one sigmoid's input percentiles."""
+    n_in = data["x_train"].shape[1]
+    runs = {}
+    for batch_norm in (False, True):
+        name = "with BN" if batch_norm else "without BN"
+        runs[name] = []
+        for seed in cfg["seeds"]:
+            torch.manual_seed(seed)
+            model = mlp(n_in, [100, 100, 100], 10, activation=nn.Sigmoid, batch_norm=batch_norm)
+            last_sigmoid = [m for m in model if isinstance(m, nn.Sigmoid)][-1]
+            captured, percentiles = {}, {"15": [], "50": [], "85": []}
+            last_sigmoid.register_forward_pre_hook(lambda module, inputs: captured.update(z=inputs[0][:, 0].detach()))
+
+            def record(model):
+                _evaluate(model, data, "test")          # fills captured["z"] with the test set's inputs
+                for q in percentiles:
+                    percentiles[q].append(torch.quantile(captured["z"].float().cpu(), int(q) / 100).item())
+
+            curve = train(model, data, steps=cfg["steps"], lr=cfg["lr"], batch_size=60, seed=seed,
+                          eval_every=cfg["eval_every"], on_eval=record)
+            runs[name].append({"seed": seed, **curve, "sigmoid_input_percentiles": percentiles})
+            progress()
+    return {"runs": runs, "unit": "input to unit 0 of the last hidden layer's sigmoid, on the test set"}
+
+
+def run_learning_rate(data, cfg, progress):
+    n_in = data["x_train"].shape[1]
+    runs = {}
+    for batch_norm in (False, True):
+        for multiplier in cfg["multipliers"]:
+            key = f"{'with' if batch_norm else 'without'} BN, x{multiplier}"
+            runs[key] = []
+            for seed in cfg["seeds"]:
+                torch.manual_seed(seed)
+                model = mlp(n_in, [cfg["width"]] * cfg["depth"], 10, batch_norm=batch_norm)
+                curve = train(model, data, steps=cfg["steps"], lr=cfg["base_lr"] * multiplier, batch_size=60,
+                              seed=seed, eval_every=cfg["eval_every"])
+                runs[key].append({"seed": seed, "batch_norm": batch_norm, "multiplier": multiplier, **curve})
+                progress()
+    return {"runs": runs}
+
+
+def summarize_steps_to_target(learning_rate_result, cfg):
+    """Steps to the target accuracy (median over seeds; None if not every seed reached it) per setting,
+    each one's best learning rate, and BN's highest stable one."""
+    target = cfg["target_accuracy"]
+    per_setting = {}
+    for key, runs in learning_rate_result["runs"].items():
+        reached = [steps_to(run, target) for run in runs]
+        per_setting[key] = {
+            "batch_norm": runs[0]["batch_norm"], "multiplier": runs[0]["multiplier"],
+            "steps_per_seed": reached, "diverged_seeds": sum(run["diverged"] for run in runs),
+            "median_steps": float(np.median(reached)) if all(r is not None for r in reached) else None,
+        }
+
+    def best(batch_norm):
+        candidates = [(v["median_steps"], k) for k, v in per_setting.items()   # a rate that diverges later is not "best"
+                      if v["batch_norm"] == batch_norm and v["median_steps"] is not None and not v["diverged_seeds"]]
+        return min(candidates)[1] if candidates else None
+
+    stable_bn = [v["multiplier"] for v in per_setting.values()
+                 if v["batch_norm"] and v["diverged_seeds"] == 0 and v["median_steps"] is not None]
+    highest = f"with BN, x{max(stable_bn)}" if stable_bn else None
+    best_without, best_with = best(False), best(True)
+
+    def ratio(a, b):
+        if a is None or b is None:
+            return None
+        return per_setting[a]["median_steps"] / per_setting[b]["median_steps"]
+
+    return {"target_accuracy": target, "per_setting": per_setting, "best_without_bn": best_without,
+            "best_with_bn": best_with, "highest_stable_with_bn": highest,
+            "ratio_best": ratio(best_without, best_with), "ratio_highest_stable": ratio(best_without, highest)}
+
+
+def run_init_scale(data, cfg, progress):
+    n_in = data["x_train"].shape[1]
+    grid = {}
+    for batch_norm in (False, True):
+        accuracy = np.full((len(cfg["lrs"]), len(cfg["scales"]), len(cfg["seeds"])), np.nan)
+        for i, lr in enumerate(cfg["lrs"]):
+            for j, scale in enumerate(cfg["scales"]):
+                for k, seed in enumerate(cfg["seeds"]):
+                    torch.manual_seed(seed)
+                    model = mlp(n_in, [cfg["width"]] * cfg["depth"], 10, batch_norm=batch_norm, init_scale=scale)
+                    curve = train(model, data, steps=cfg["steps"], lr=lr, batch_size=60, seed=seed,
+                                  eval_every=cfg["steps"])
+                    accuracy[i, j, k] = np.nan if curve["diverged"] else curve["test_accuracy"][-1]
+                    progress()
+        grid["with BN" if batch_norm else "without BN"] = [[[None if np.isnan(v) else float(v) for v in cell]
+                                                            for cell in row] for row in accuracy]
+    return {"lrs": cfg["lrs"], "scales": cfg["scales"], "final_test_accuracy": grid,
+            "layout": "[lr index][scale index][seed index]; None where training diverged"}
+
+
+def run_batch_size(data, cfg, progress):
+    n_in, n = data["x_train"].shape[1], len(data["y_train"])
+    results = {}
+    for batch_norm in (False, True):
+        name = "with BN" if batch_norm else "without BN"
+        results[name] = {}
+        for size in cfg["sizes"]:
+            finals = []
+            for seed in cfg["seeds"]:
+                torch.manual_seed(seed)
+                model = mlp(n_in, [100, 100, 100], 10, batch_norm=batch_norm)
+                steps = max(1, cfg["epochs"] * n // size)
+                curve = train(model, data, steps=steps, lr=cfg["lr_per_32"] * size / 32, batch_size=size, seed=seed,
+                              eval_every=steps)
+                finals.append(None if curve["diverged"] else curve["test_accuracy"][-1])
+                progress()
+            results[name][str(size)] = finals
+    return {"final_test_accuracy": results, "steps": "epochs x training-set size / batch size",
+            "learning_rate": "lr_per_32 x batch size / 32"}
+
+
+def _train_mode_accuracy(model, x, y, batch_size):
+    """Accuracy with the batch statistics of each test batch (a copy of the model, in train mode)."""
+    model = copy.deepcopy(model).train()
+    usable = len(y) // batch_size * batch_size
+    right = 0
+    with torch.no_grad():
+        for start in range(0, usable, batch_size):
+            right += (model(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
+    return right / usable
+
+
+def run_eval_mode(data, cfg, progress):
+    n_in = data["x_train"].shape[1]
+    x, y = data["x_test"], data["y_test"]
+    by_class = torch.argsort(y, stable=True)             # non-i.i.d.: consecutive test examples share a class
+    results = []
+    for seed in cfg["seeds"]:
+        torch.manual_seed(seed)
+        model = mlp(n_in, [100, 100, 100], 10, batch_norm=True)
+        train(model, data, steps=cfg["steps"], lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
+              eval_every=cfg["steps"])
+        shuffled = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
+        row = {"seed": seed, "eval_mode": _evaluate(model, data, "test")[1],
+               "train_mode_iid": {str(b): _train_mode_accuracy(model, x[shuffled], y[shuffled], b)
+                                  for b in cfg["test_batch_sizes"]},
+               "train_mode_one_class_per_batch": {str(b): _train_mode_accuracy(model, x[by_class], y[by_class], b)
+                                                  for b in cfg["test_batch_sizes"]}}
+        results.append(row)
+        progress()
+    return {"runs": results, "training_batch_size": cfg["batch_size"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+def _timer(device):
+    """Milliseconds of a callable: CUDA events on a GPU, perf_counter (after a synchronize) otherwise."""
+    if device.type == "cuda":
+        def measure(function):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            function()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+    else:
+        def measure(function):
+            started = time.perf_counter()
+            function()
+            return 1000 * (time.perf_counter() - started)
+    return measure
+
+
+def _median_ms(function, device, repeats, warmup):
+    measure = _timer(device)
+    for _ in range(warmup):
+        function()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    times = [measure(function) for _ in range(repeats)]
+    return {"median_ms": float(np.median(times)), "min_ms": float(np.min(times)), "repeats": repeats}
+
+
+def handwritten_batchnorm(x, gamma, beta, eps=1e-5):
+    """The course's batch norm (Chapters 2-3) for (N, C, H, W), in composite torch ops; autograd differentiates it."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return gamma.view(1, -1, 1, 1) * (x - mean) / torch.sqrt(var + eps) + beta.view(1, -1, 1, 1)
+
+
+def small_cnn(channels, batch_norm):
+    def block(c_in, c_out, stride):
+        layers = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not batch_norm)]
+        return layers + ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU()]
+    return nn.Sequential(*block(3, channels, 1), *block(channels, channels, 1), *block(channels, 2 * channels, 2),
+                         *block(2 * channels, 2 * channels, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(2 * channels, 10))
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv that computes conv followed by BN in eval mode (running statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+    folded = folded.to(conv.weight.device)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return folded
+
+
+def run_timing(device, cfg, progress):
+    repeats, warmup = cfg["repeats"], cfg["warmup"]
+    generator = torch.Generator().manual_seed(0)
+    result = {}
+
+    # Training throughput of a small CNN, with and without BN.
+    images = torch.randn(cfg["cnn_batch"], 3, cfg["image"], cfg["image"], generator=generator).to(device)
+    targets = torch.randint(0, 10, (cfg["cnn_batch"],), generator=generator).to(device)
+    throughput = {}
+    for batch_norm in (False, True):
+        torch.manual_seed(0)
+        model = small_cnn(cfg["cnn_width"], batch_norm).to(device).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(images), targets).backward()
+            optimizer.step()
+
+        timing = _median_ms(step, device, repeats, warmup)
+        throughput["with BN" if batch_norm else "without BN"] = {**timing,
+                                                                 "samples_per_s": cfg["cnn_batch"] / timing["median_ms"] * 1000}
+        progress()
+    result["cnn_training_throughput"] = {"batch": cfg["cnn_batch"], "width": cfg["cnn_width"], "image": cfg["image"],
+                                         "runs": throughput}
+
+    # The BN layer's own cost: forward, and forward + backward.
+    shape = cfg["bn_shape"]
+    x = torch.randn(*shape, generator=generator).to(device).requires_grad_()
+    upstream = torch.randn(*shape, generator=generator).to(device)
+    layer = nn.BatchNorm2d(shape[1]).to(device).train()
+    gamma = torch.ones(shape[1], device=device, requires_grad=True)
+    beta = torch.zeros(shape[1], device=device, requires_grad=True)
+    variants = {"nn.BatchNorm2d": layer, "hand-written (composite ops)": lambda v: handwritten_batchnorm(v, gamma, beta)}
+    compile_error = None
+    if cfg["compile"]:
+        try:
+            compiled = torch.compile(handwritten_batchnorm)
+            compiled(x, gamma, beta).backward(upstream)     # compile now, so the error (if any) is caught here
+            variants["hand-written, torch.compile"] = lambda v: compiled(v, gamma, beta)
+        except Exception as error:  # noqa: BLE001 - no compiler toolchain, for example: recorded, not fatal
+            compile_error = f"{type(error).__name__}: {str(error)[:300]}"
+    layer_cost = {}
+    for name, forward in variants.items():
+        def forward_only(forward=forward):
+            with torch.no_grad():
+                forward(x)
+
+        def forward_backward(forward=forward):
+            forward(x).backward(upstream)
+
+        layer_cost[name] = {"forward": _median_ms(forward_only, device, repeats, warmup),
+                            "forward_backward": _median_ms(forward_backward, device, repeats, warmup)}
+        progress()
+    result["bn_layer_cost"] = {"shape": shape, "variants": layer_cost, "compile_error": compile_error}
+
+    # Inference: conv + BN (eval mode) against the conv with BN folded in.
+    torch.manual_seed(0)
+    conv = nn.Conv2d(shape[1], shape[1], 3, padding=1, bias=False).to(device)
+    bn = nn.BatchNorm2d(shape[1]).to(device)
+    with torch.no_grad():                                  # give BN non-trivial running statistics
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    conv_bn = nn.Sequential(conv, bn).eval()
+    folded = fold_batchnorm(conv, bn).eval()
+    inputs = x.detach()
+    with torch.no_grad():
+        difference = (conv_bn(inputs) - folded(inputs)).abs().max().item()
+    inference = {}
+    for name, model in (("conv + BN", conv_bn), ("folded conv", folded)):
+        def run(model=model):
+            with torch.no_grad():
+                model(inputs)
+        inference[name] = _median_ms(run, device, repeats, warmup)
+        progress()
+    result["folding"] = {"shape": shape, "max_abs_difference": difference, "runs": inference}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Running everything, and the file it writes
+# ---------------------------------------------------------------------------------------------
+
+def _git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(device) -> dict:
+    cuda = device.type == "cuda"
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
+        "device_type": device.type,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+
+
+def run_all(size: str, device, mnist_dir=None, only=None, show_progress=True) -> dict:
+    config = SIZES[size]
+    recorded_environment = environment(device)   # before the runs: the commit and date they started from
+    chosen = [name for name in EXPERIMENTS if not only or name in only]
+    data = load_data(device, mnist_dir)
+    counts = {"paper_mnist": 2 * len(config["paper_mnist"]["seeds"]),
+              "learning_rate": 2 * len(config["learning_rate"]["multipliers"]) * len(config["learning_rate"]["seeds"]),
+              "init_scale": 2 * len(config["init_scale"]["lrs"]) * len(config["init_scale"]["scales"])
+              * len(config["init_scale"]["seeds"]),
+              "batch_size": 2 * len(config["batch_size"]["sizes"]) * len(config["batch_size"]["seeds"]),
+              "eval_mode": len(config["eval_mode"]["seeds"]), "timing": 7}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(counts[name] for name in chosen), disable=not show_progress, unit="run")
+    experiments, seconds = {}, {}
+    for name in chosen:
+        bar.set_description(name)
+        started = time.perf_counter()
+        if name == "timing":
+            experiments[name] = run_timing(device, config[name], bar.update)
+        else:
+            experiments[name] = globals()[f"run_{name}"](data, config[name], bar.update)
+        seconds[name] = round(time.perf_counter() - started, 1)
+    bar.close()
+    if "learning_rate" in experiments:
+        experiments["steps_to_target"] = summarize_steps_to_target(experiments["learning_rate"], config["learning_rate"])
+    return {"schema_version": SCHEMA_VERSION, "size": size, "environment": recorded_environment,
+            "command": " ".join(["python -m bncourse.experiments.bn_training", *sys.argv[1:]]),
+            "data": data["name"], "config": {name: config[name] for name in chosen},
+            "seconds": seconds, "experiments": experiments}
+
+
+def validate(result: dict) -> None:
+    """Raise ValueError naming the first missing or malformed part of a result file."""
+    def need(condition, what):
+        if not condition:
+            raise ValueError(f"bn_training result: {what}")
+
+    need(isinstance(result, dict) and result.get("schema_version") == SCHEMA_VERSION,
+         f"schema_version should be {SCHEMA_VERSION}")
+    env = result.get("environment", {})
+    for key in ("device", "device_type", "torch", "cuda", "cudnn", "date", "git_commit"):
+        need(key in env, f"environment.{key} is missing")
+    need(isinstance(result.get("command"), str) and "bncourse.experiments.bn_training" in result["command"],
+         "command is missing")
+    experiments = result.get("experiments", {})
+    for name in result.get("config", {}):
+        need(name in experiments, f"experiments.{name} is missing although it is configured")
+    for name, runs in experiments.get("paper_mnist", {}).get("runs", {}).items():
+        for run in runs:
+            need(len(run["step"]) == len(run["test_accuracy"]) == len(run["sigmoid_input_percentiles"]["50"]),
+                 f"paper_mnist {name}: curves of different lengths")
+            need(all(0 <= a <= 1 for a in run["test_accuracy"]), f"paper_mnist {name}: accuracy outside [0, 1]")
+    if "learning_rate" in experiments:
+        need("steps_to_target" in experiments, "steps_to_target is missing")
+    timing = experiments.get("timing")
+    if timing:
+        for key in ("cnn_training_throughput", "bn_layer_cost", "folding"):
+            need(key in timing, f"timing.{key} is missing")
+        need(timing["folding"]["max_abs_difference"] < 1e-3, "folding changed the output")
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), help="default: gpu on CUDA, cpu otherwise")
+    parser.add_argument("--out", default=str(REPO / "chapters" / "results"), help="folder for the JSON file")
+    parser.add_argument("--mnist", help="a folder with MNIST's idx files (default: scikit-learn's digits)")
+    parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="run only these experiments")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    size = args.size or ("gpu" if device.type == "cuda" else "cpu")
+    result = run_all(size, device, args.mnist, args.only, show_progress=sys.stderr.isatty())
+    validate(result)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bn_training_{size}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path} ({sum(result['seconds'].values()):.0f} s of experiments on {result['environment']['device']})")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The experiment script behind Chapter 4 runs end to end on the CPU in its tiny configuration, and
+what it writes (and every committed result file) has the fields the chapter reads."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import REPO
+from bncourse.experiments import bn_training
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiments")
+    completed = subprocess.run([sys.executable, "-m", "bncourse.experiments.bn_training", "--size", "tiny",
+                                "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    path = out / "bn_training_tiny.json"
+    assert str(path) in completed.stdout
+    return json.loads(path.read_text())
+
+
+def test_tiny_run_records_environment_settings_and_every_experiment(tiny_result):
+    bn_training.validate(tiny_result)
+    env = tiny_result["environment"]
+    assert env["device_type"] == "cpu" and env["torch"] == torch.__version__ and env["cuda"] is None
+    assert "--size tiny" in tiny_result["command"]
+    assert set(tiny_result["config"]) == set(bn_training.EXPERIMENTS)
+    assert tiny_result["config"]["paper_mnist"] == bn_training.SIZES["tiny"]["paper_mnist"]
+    assert set(tiny_result["experiments"]) == {*bn_training.EXPERIMENTS, "steps_to_target"}
+    paper = tiny_result["experiments"]["paper_mnist"]["runs"]
+    assert set(paper) == {"with BN", "without BN"}
+    for runs in paper.values():
+        percentiles = runs[0]["sigmoid_input_percentiles"]
+        assert all(p15 <= p50 <= p85 for p15, p50, p85 in zip(percentiles["15"], percentiles["50"], percentiles["85"]))
+    timing = tiny_result["experiments"]["timing"]
+    assert timing["folding"]["max_abs_difference"] < 1e-4
+    assert all(run["samples_per_s"] > 0 for run in timing["cnn_training_throughput"]["runs"].values())
+
+
+def test_validate_names_what_is_missing(tiny_result):
+    broken = copy.deepcopy(tiny_result)
+    del broken["environment"]["git_commit"]
+    with pytest.raises(ValueError, match="git_commit"):
+        bn_training.validate(broken)
+    broken = copy.deepcopy(tiny_result)
+    del broken["experiments"]["eval_mode"]
+    with pytest.raises(ValueError, match="eval_mode"):
+        bn_training.validate(broken)
+
+
+def test_steps_to_target_reads_the_curves():
+    curve = {"step": [10, 20, 30], "test_accuracy": [0.5, 0.8, 0.95]}
+    assert bn_training.steps_to(curve, 0.8) == 20 and bn_training.steps_to(curve, 0.99) is None
+    runs = {f"{'with' if bn else 'without'} BN, x{m}": [{"batch_norm": bn, "multiplier": m, "diverged": diverged,
+                                                         "step": [10, 20, 30], "test_accuracy": accuracies}]
+            for bn, m, diverged, accuracies in [(False, 1, False, [0.1, 0.5, 0.9]), (False, 5, True, [0.1, 0.1, 0.1]),
+                                                (True, 1, False, [0.5, 0.9, 0.9]), (True, 5, False, [0.9, 0.9, 0.9]),
+                                                (True, 30, True, [0.9, 0.1, 0.1])]}
+    summary = bn_training.summarize_steps_to_target({"runs": runs}, {"target_accuracy": 0.9})
+    assert summary["best_without_bn"] == "without BN, x1" and summary["best_with_bn"] == "with BN, x5"
+    assert summary["highest_stable_with_bn"] == "with BN, x5"      # x30 reached the target but diverged
+    assert summary["ratio_best"] == 3.0
+
+
+def test_folding_bn_into_a_conv_keeps_the_eval_mode_output():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        expected = bn.eval()(conv(x))
+        torch.testing.assert_close(bn_training.fold_batchnorm(conv, bn)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_handwritten_batchnorm_matches_torch():
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    gamma, beta = torch.rand(3, dtype=torch.float64) + 0.5, torch.randn(3, dtype=torch.float64)
+    expected = torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True)
+    torch.testing.assert_close(bn_training.handwritten_batchnorm(x, gamma, beta), expected)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "chapters" / "results").glob("bn_training_*.json")),
+                         ids=lambda p: p.name)
+def test_committed_results_are_complete(path):
+    result = json.loads(path.read_text())
+    bn_training.validate(result)
+    assert path.name == f"bn_training_{result['size']}.json"
+    assert result["environment"]["git_commit"] != "unknown"
