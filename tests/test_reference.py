@@ -186,3 +186,21 @@ def test_rmsnorm_forward_matches_torch(shape):
         layer.weight.copy_(torch.from_numpy(gamma))
     np.testing.assert_allclose(reference.rmsnorm_forward(x, gamma), layer(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_folding_batchnorm_into_linear_matches_torch_in_eval_mode(with_bias):
+    torch.manual_seed(3)
+    linear, bn = torch.nn.Linear(5, 4, bias=with_bias, dtype=torch.float64), torch.nn.BatchNorm1d(4, eps=1e-3,
+                                                                                                   dtype=torch.float64)
+    with torch.no_grad():  # running statistics and affine parameters far from their initial values
+        bn.running_mean.uniform_(-2, 2)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    expected = bn.eval()(linear(x)).detach().numpy()
+    weight, bias = reference.fold_batchnorm_into_linear(
+        linear.weight.detach().numpy(), linear.bias.detach().numpy() if with_bias else None,
+        bn.running_mean.numpy(), bn.running_var.numpy(), bn.weight.detach().numpy(), bn.bias.detach().numpy(), eps=1e-3)
+    np.testing.assert_allclose(x.numpy() @ weight.T + bias, expected, rtol=1e-12, atol=1e-12)

@@ -225,3 +225,19 @@ def rmsnorm_forward(x, gamma, eps=DEFAULT_EPS):
     """RMSNorm over the last axis (``torch.nn.RMSNorm(x.shape[-1], eps=eps)``): divide by the root
     mean square, without subtracting the mean and without a shift."""
     return gamma * x / np.sqrt((x ** 2).mean(axis=-1, keepdims=True) + eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 4 / Exercise 4 groundwork: folding batch norm into the layer before it (checked against
+# torch.nn.Linear + BatchNorm1d in eval mode in tests/test_reference.py)
+# ---------------------------------------------------------------------------------------------
+
+def fold_batchnorm_into_linear(weight, bias, running_mean, running_var, gamma, beta, eps=DEFAULT_EPS):
+    """The weight and bias of one linear layer that computes ``linear`` followed by eval-mode batch
+    norm. ``weight`` has torch's layout ``(out_features, in_features)``; ``bias`` may be None (a
+    linear layer before BN usually has none). In eval mode BN is the affine map
+    ``gamma * (z - running_mean) / sqrt(running_var + eps) + beta``, so it folds into the weights:
+    each output row is scaled, and the shift goes into the bias."""
+    scale = gamma / np.sqrt(running_var + eps)
+    folded_bias = (np.zeros_like(running_mean) if bias is None else bias) - running_mean
+    return weight * scale[:, None], folded_bias * scale + beta
