@@ -17,7 +17,8 @@ from conftest import ASSIGNMENTS, REPO
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
-            "chapters/ch03_backward_pass.html", "chapters/ch05_layernorm_and_relatives.html"]
+            "chapters/ch03_backward_pass.html", "chapters/ch04_training_with_bn.html",
+            "chapters/ch05_layernorm_and_relatives.html"]
 EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -95,6 +96,39 @@ def test_chapter_3_prose_matches_what_its_code_measured(site):
                        r"\|b1\| ([0-9.]+) and ([0-9.]+)", page)}
     assert bias["full gradient"] == (0.0, 0.0) and bias["statistics detached"][1] > 5 * bias["statistics detached"][0]
     assert 'href="../references.html#' in page and "Laarhoven" in page
+
+
+def test_chapter_4_prose_matches_its_recorded_runs(site):
+    """Chapter 4's claims about the CPU run, read from the page: BN learns at once where the plain
+    network does not, the sigmoid input drifts only without BN, BN saves steps and tolerates every
+    learning rate in the sweep, more init settings train with BN, BN fails at batch size 2 and in
+    train mode on one-class batches, and folding keeps the output."""
+    import html as html_lib
+    import re
+
+    page = html_lib.unescape((site / "chapters" / "ch04_training_with_bn.html").read_text())
+    assert "Traceback (most recent call last)" not in page
+    assert "cpu run: CPU" in page and "command: python -m bncourse.experiments.bn_training --size cpu" in page
+    live = {name: [float(v) for v in values.split(", ")] for name, values in
+            re.findall(r"(without|with) BN: test accuracy after steps \[[0-9, ]+\]: ([0-9., ]+)\n", page)}
+    assert live["with"][-1] > live["without"][-1] + 0.2
+    paper = {name: (float(first), float(low), float(high)) for name, first, low, high in re.findall(
+        r"cpu (without BN|with BN)\s*: mean test accuracy after \d+ steps ([0-9.]+), at the end [0-9.]+; median sigmoid "
+        r"input moves over \[([0-9.-]+), ([0-9.-]+)\]", page)}
+    assert paper["with BN"][0] > 0.9 and paper["without BN"][0] < 0.5
+    assert paper["without BN"][2] - paper["without BN"][1] > 2 * (paper["with BN"][2] - paper["with BN"][1])
+    assert float(re.search(r"steps saved by BN: ([0-9.]+)x at each one's best rate", page).group(1)) > 1
+    diverged = re.search(r"settings where some seed diverged: (.*)\n", page).group(1)
+    assert "without BN" in diverged and "with BN" not in diverged.replace("without BN", "")
+    good = {name: int(n) for name, n in re.findall(r"cpu run, (without BN|with BN): (\d+) of \d+ settings reach", page)}
+    assert good["with BN"] > 2 * good["without BN"]
+    batch_two = dict(re.findall(r"cpu run, (without BN|with BN)\s*: B=2: ([0-9.]+)", page))
+    assert float(batch_two["with BN"]) < 0.7 < float(batch_two["without BN"])
+    eval_mode = float(re.search(r"cpu run: eval mode ([0-9.]+);", page).group(1))
+    one_class = [float(v) for v in re.findall(r"B=\d+: ([0-9.]+)", re.search(r"one class per batch: (.*)\n", page).group(1))]
+    assert eval_mode > 0.9 and max(one_class) < eval_mode - 0.3
+    assert float(re.search(r"largest output difference ([0-9.e+-]+)", page).group(1)) < 1e-4
+    assert 'href="../references.html#' in page and "Santurkar" in page and "Bjorck" in page
 
 
 def test_chapter_5_prose_matches_what_its_code_measured(site):
@@ -228,7 +262,8 @@ def test_index_redirects_to_the_intro(browser, server):
 
 
 @pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2),
-                                                  ("ch03_backward_pass", 4), ("ch05_layernorm_and_relatives", 4)])
+                                                  ("ch03_backward_pass", 4), ("ch04_training_with_bn", 5),
+                                                  ("ch05_layernorm_and_relatives", 4)])
 def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
     tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")

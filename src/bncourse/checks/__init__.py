@@ -17,7 +17,7 @@ Conventions for authors of new checks (keep them when adding exercises):
   * compare with :func:`_compare`, passing the known mistakes as ``Mistake`` objects.
 
 One module per exercise: ``signals`` (Exercise 1), ``batchnorm_forward`` (Exercise 2),
-``batchnorm_backward`` (Exercise 3), ``layernorm`` (Exercise 5); ``_core`` holds what they share.
+``batchnorm_backward`` (Exercise 3), ``training`` (Exercise 4), ``layernorm`` (Exercise 5); ``_core`` holds what they share.
 """
 
 from ._core import ATOL, RTOL, CheckFailed, Mistake, quiet
@@ -31,3 +31,4 @@ from .batchnorm_backward import (check_autograd_function, check_batchnorm_backwa
 from .layernorm import (NORMALIZATION_NAMES, check_batch_independent_normalizations, check_groupnorm_forward,
                         check_layernorm_backward, check_layernorm_forward, check_layernorm_invariances,
                         check_rmsnorm_forward)
+from .training import check_bn_mlp, check_fold_bn, check_steps_to_accuracy, check_training_loop

@@ -1,0 +1,39 @@
+"""Trusted checks for Exercise 4: the same check helpers the notebook uses, on secret inputs.
+
+Problem sizes, learning rates and seeds are drawn per student from ``rng``; every training run stays
+below a second on the CPU.
+"""
+
+from bncourse import checks
+from bncourse.grading.assignments import draw_seed as _seed
+from bncourse.grading.assignments import draw_size as _size
+
+
+def training_loop(answers, rng):
+    eval_every = _size(rng, 2, 6)
+    case = (_size(rng, 2, 8), _size(rng, 3, 10), _size(rng, 2, 4), _size(rng, 20, 60), _size(rng, 10, 40),
+            eval_every * _size(rng, 2, 5), float(rng.choice([0.05, 0.1, 0.2])), _size(rng, 2, 16), eval_every)
+    checks.check_training_loop(answers.training_curve_of_bn_net, cases=(case,), seed=_seed(rng))
+
+
+def steps_to_accuracy(answers, rng):
+    checks.check_steps_to_accuracy(answers.steps_to_accuracy, seed=_seed(rng))
+
+
+def bn_mlp(answers, rng):
+    cases = (tuple(_size(rng, 1, 9) for _ in range(_size(rng, 3, 5))), (_size(rng, 1, 9), _size(rng, 1, 9)))
+    checks.check_bn_mlp(answers.describe_bn_mlp, cases=cases)
+
+
+def fold_bn(answers, rng):
+    cases = ((_size(rng, 1, 8), _size(rng, 1, 8), _size(rng, 1, 6), True),
+             (_size(rng, 1, 8), _size(rng, 1, 8), _size(rng, 1, 6), False))
+    checks.check_fold_bn(answers.fold_bn_outputs, cases=cases, seed=_seed(rng))
+
+
+CHECKS = {
+    "test_training_loop": training_loop,
+    "test_steps_to_accuracy": steps_to_accuracy,
+    "test_bn_mlp": bn_mlp,
+    "test_fold_bn": fold_bn,
+}

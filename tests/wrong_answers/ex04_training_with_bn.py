@@ -1,0 +1,48 @@
+"""Realistic wrong answers to Exercise 4 (see the package docstring for the format)."""
+
+from . import WrongAnswer
+
+EXERCISE = "ex04_training_with_bn"
+
+WRONG_ANSWERS = [
+    WrongAnswer(
+        "evaluates_in_train_mode", "train_and_record",
+        (("            model.eval()\n", ""),),
+        frozenset({"test_training_loop"}), says="measured in train mode"),
+    WrongAnswer(
+        "never_back_to_train_mode", "train_and_record",
+        (("    for step in range(1, steps + 1):\n        model.train()\n",
+          "    model.train()\n    for step in range(1, steps + 1):\n"),),
+        frozenset({"test_training_loop"}), says="stays in eval mode"),
+    WrongAnswer(
+        "gradients_never_reset", "train_and_record",
+        (("        opt.zero_grad()\n", ""),),
+        frozenset({"test_training_loop"}), says="never reset"),
+    WrongAnswer(
+        "steps_counted_from_zero", "steps_to_accuracy",
+        (("return (i + 1) * eval_every", "return i * eval_every"),),
+        frozenset({"test_steps_to_accuracy"}), says="not i * eval_every"),
+    WrongAnswer(
+        "strictly_greater", "steps_to_accuracy",
+        (("if acc >= target", "if acc > target"),),
+        frozenset({"test_steps_to_accuracy"}), says="use >="),
+    WrongAnswer(
+        "bias_kept_before_bn", "make_bn_mlp",
+        (("nn.Linear(n_in, n_out, bias=False)", "nn.Linear(n_in, n_out)"),),
+        frozenset({"test_bn_mlp"}), says="bias=False"),
+    WrongAnswer(
+        "bn_after_the_activation", "make_bn_mlp",
+        (("[nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out), nn.ReLU()]",
+          "[nn.Linear(n_in, n_out, bias=False), nn.ReLU(), nn.BatchNorm1d(n_out)]"),),
+        frozenset({"test_bn_mlp"}), says="between the linear layer and the activation"),
+    WrongAnswer(
+        "fold_without_eps", "fold_bn_into_linear",
+        (("torch.sqrt(bn.running_var + bn.eps)", "torch.sqrt(bn.running_var)"),),
+        frozenset({"test_fold_bn"}), says="eps is missing"),
+    WrongAnswer(
+        "fold_forgets_beta", "fold_bn_into_linear",
+        (("* scale + bn.bias)", "* scale)"),),
+        frozenset({"test_fold_bn"}), says="beta is missing"),
+]
+
+TEST_CELL_POINTS = {"test_training_loop": 3, "test_steps_to_accuracy": 2, "test_bn_mlp": 2, "test_fold_bn": 3}
