@@ -96,3 +96,28 @@ def test_committed_results_are_complete(path):
     bn_training.validate(result)
     assert path.name == f"bn_training_{result['size']}.json"
     assert result["environment"]["git_commit"] != "unknown"
+
+
+def test_mnist_loader_reads_idx_files_from_a_local_folder(tmp_path):
+    """The --mnist option, on four small idx files written here (gzip-compressed and not)."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=5, dtype=np.uint8)
+
+    def idx(array):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        return header + array.tobytes()
+
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(images)))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx(labels))
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx(images[:2]))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(labels[:2])))
+    data = bn_training.load_data(torch.device("cpu"), tmp_path)
+    assert data["x_train"].shape == (5, 784) and data["x_test"].shape == (2, 784)
+    torch.testing.assert_close(data["x_train"][3], torch.tensor(images[3].reshape(-1) / 255.0, dtype=torch.float32))
+    assert data["y_test"].tolist() == labels[:2].tolist() and data["name"].startswith("MNIST")
+    with pytest.raises(FileNotFoundError, match="idx"):
+        bn_training.load_data(torch.device("cpu"), tmp_path / "missing")

@@ -247,6 +247,9 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
             Mistake(-running_mean * scale + beta, "the linear layer's own bias was dropped: (bias - running_mean) * "
                                                   "scale + beta."),
         ]
+        if eps != 1e-5:
+            weight_mistakes.append(Mistake(weight * (gamma / np.sqrt(running_var + 1e-5))[:, None],
+                                           f"eps = 1e-5 was used instead of this layer's bn.eps = {eps}."))
         if n_in == n_out:
             weight_mistakes.append(Mistake(weight * scale[None, :], "the scale multiplied the columns; each *output* "
                                                                     "(a row of the weight) has its own scale: "

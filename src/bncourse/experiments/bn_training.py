@@ -119,7 +119,7 @@ def load_data(device, mnist_dir=None) -> dict:
         parts = [_read_idx(_find(folder, stem)) for stem in
                  ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
         x_train, y_train, x_test, y_test = parts
-        name = "MNIST (60,000 training and 10,000 test images, 28x28)"
+        name = f"MNIST from local idx files ({len(y_train):,} training and {len(y_test):,} test images, 28x28)"
         x_train, x_test = x_train.reshape(len(x_train), -1) / 255.0, x_test.reshape(len(x_test), -1) / 255.0
     else:
         from sklearn.datasets import load_digits
