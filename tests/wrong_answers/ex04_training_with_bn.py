@@ -43,6 +43,19 @@ WRONG_ANSWERS = [
         "fold_forgets_beta", "fold_bn_into_linear",
         (("* scale + bn.bias)", "* scale)"),),
         frozenset({"test_fold_bn"}), says="beta is missing"),
+    WrongAnswer(
+        "fold_hard_codes_eps", "fold_bn_into_linear",
+        (("torch.sqrt(bn.running_var + bn.eps)", "torch.sqrt(bn.running_var + 1e-5)"),),
+        frozenset({"test_fold_bn"}), says="eps = 1e-5 was used"),
+    WrongAnswer(
+        "fold_checked_in_train_mode", "folding_error",
+        (("    model.eval()\n", ""),),
+        frozenset({"test_folding_error"}), says="run in train mode"),
+    WrongAnswer(
+        "fold_check_leaves_eval_mode", "folding_error",
+        (("    model.train(was_training)\n", ""),),
+        frozenset({"test_folding_error"}), says="model.train(was_training)"),
 ]
 
-TEST_CELL_POINTS = {"test_training_loop": 3, "test_steps_to_accuracy": 2, "test_bn_mlp": 2, "test_fold_bn": 3}
+TEST_CELL_POINTS = {"test_training_loop": 3, "test_steps_to_accuracy": 2, "test_bn_mlp": 2, "test_fold_bn": 3,
+                    "test_folding_error": 2}

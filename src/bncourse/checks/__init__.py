@@ -31,4 +31,5 @@ from .batchnorm_backward import (check_autograd_function, check_batchnorm_backwa
 from .layernorm import (NORMALIZATION_NAMES, check_batch_independent_normalizations, check_groupnorm_forward,
                         check_layernorm_backward, check_layernorm_forward, check_layernorm_invariances,
                         check_rmsnorm_forward)
-from .training import check_bn_mlp, check_fold_bn, check_steps_to_accuracy, check_training_loop
+from .training import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
+                       check_training_loop)

@@ -215,12 +215,12 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
     """The folded layer's weight, bias and output (through the notebook's wrapper) against the reference
     fold, which is tested against torch's Linear + BatchNorm1d in eval mode."""
     rng = np.random.default_rng(seed)
-    for n_in, n_out, n, with_bias in cases:
+    for case, (n_in, n_out, n, with_bias) in enumerate(cases):
         weight = rng.normal(size=(n_out, n_in))
         bias = rng.normal(size=n_out) if with_bias else None
         running_mean, running_var = rng.uniform(-2, 2, size=n_out), rng.uniform(0.2, 3, size=n_out)
         gamma, beta = rng.uniform(0.5, 2, size=n_out), rng.uniform(-1, 1, size=n_out)
-        eps = float(rng.choice([1e-5, 1e-3]))
+        eps = 1e-3 if case == 0 else 1e-5   # once not the default: a hard-coded 1e-5 gets that case wrong
         x = rng.normal(1.0, 2.0, size=(n, n_in))
         subject = f"fold_bn_into_linear for Linear({n_in}, {n_out}, bias={with_bias}) and BatchNorm1d(eps={eps})"
         result = fold_bn_outputs(weight.copy(), None if bias is None else bias.copy(), running_mean.copy(),
@@ -240,6 +240,8 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
                                                                      "by the standard deviation sqrt(running_var + eps)."),
             Mistake(weight * (1 / np.sqrt(running_var + eps))[:, None], "gamma is missing from the scale: "
                                                                         "gamma / sqrt(running_var + eps)."),
+            Mistake(weight * (gamma / np.sqrt(1 + eps))[:, None], "the running variance is missing: the scale is "
+                                                                  "gamma / sqrt(bn.running_var + bn.eps)."),
         ]
         bias_mistakes = [
             Mistake(zero * scale + beta, "the running mean is missing from the bias: (bias - running_mean) * scale + beta."),
@@ -258,3 +260,69 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
         _compare(subject, "the folded bias", result[1], want_b, bias_mistakes)
         _compare(subject, "the folded layer's output", result[2], x @ want_w.T + want_b)
     _passed("fold_bn_into_linear returns a layer that computes Linear -> BatchNorm1d (eval mode) exactly.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 5: checking a fold the right way
+# ---------------------------------------------------------------------------------------------
+
+def _bn_mlp_outputs(x, w1, running_mean, running_var, gamma, beta, w2, b2, eps, train_mode):
+    """Linear(bias=False) -> BatchNorm1d -> ReLU -> Linear on x, in NumPy: in eval mode with the running
+    statistics, in train mode with the batch's own (biased) statistics, as torch does."""
+    z = x @ w1.T
+    mean, var = (z.mean(axis=0), z.var(axis=0)) if train_mode else (running_mean, running_var)
+    hidden = np.maximum(gamma * (z - mean) / np.sqrt(var + eps) + beta, 0)
+    return hidden @ w2.T + b2
+
+
+def check_folding_error(folding_error_outputs, cases=((5, 4, 3, 8, True), (3, 6, 2, 5, False)), seed=4):
+    """``folding_error(model, x)`` (through the notebook's wrapper): the largest difference between the model
+    and its folded version, measured in eval mode, with the model's mode and running statistics left as
+    they were. The expected error is computed from the student's own fold (returned by the wrapper), so
+    this check does not depend on Part 4 being right."""
+    rng = np.random.default_rng(seed)
+    eps = 1e-5
+    for n_in, hidden, classes, n, train_mode in cases:
+        w1 = rng.normal(0, 1 / np.sqrt(n_in), size=(hidden, n_in))
+        running_mean, running_var = rng.uniform(-1, 1, size=hidden), rng.uniform(0.3, 2, size=hidden)
+        gamma, beta = rng.uniform(0.5, 2, size=hidden), rng.uniform(-1, 1, size=hidden)
+        w2, b2 = rng.normal(0, 1 / np.sqrt(hidden), size=(classes, hidden)), rng.normal(size=classes)
+        x = rng.normal(1.5, 2.0, size=(n, n_in))   # far from the running statistics: batch statistics differ
+        params = (w1, running_mean, running_var, gamma, beta, w2, b2)
+        mode = "train" if train_mode else "eval"
+        subject = f"folding_error on a model in {mode} mode, Linear({n_in}, {hidden}) -> BN -> ReLU -> Linear, {n} inputs"
+        result = folding_error_outputs(*[a.copy() for a in params], x.copy(), train_mode)
+        if not isinstance(result, (tuple, list)) or len(result) != 5:
+            _fail(subject, "the given wrapper folding_error_outputs was changed; restore it.")
+        error, training_after = _as_array(result[0], subject, "the error and the mode afterwards")
+        folded_w, folded_b = _as_array(result[3], subject, "your folded weight"), _as_array(
+            result[4], subject, "your folded bias")
+        if folded_w.shape != w1.shape or folded_b.shape != (hidden,):
+            _fail(subject, f"fold_bn_into_linear returned a layer with weight {folded_w.shape} and bias "
+                           f"{folded_b.shape}; Part 4's check says what is wrong with it.")
+        folded = np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2
+        model_eval = _bn_mlp_outputs(x, *params, eps, train_mode=False)
+        model_train = _bn_mlp_outputs(x, *params, eps, train_mode=True)
+        expected = float(np.abs(model_eval - folded).max())
+        mistakes = [
+            Mistake(np.array(np.abs(model_train - folded).max()),
+                    "the model was run in train mode, so batch norm normalized x with x's own mean and variance. "
+                    "The fold bakes in the running statistics, so it can only agree with the model in eval mode: "
+                    "call model.eval() before computing model(x)."),
+            Mistake(np.array(np.abs(model_eval - folded).mean()),
+                    "that is the mean absolute difference; return the largest one, .abs().max()."),
+            Mistake(np.array((model_eval - folded).max()), "that is the largest signed difference; take the absolute "
+                                                          "value first, .abs().max()."),
+        ]
+        _compare(subject, "the difference you returned", np.array(error), np.array(expected), mistakes)
+        for name, after, before in (("running_mean", result[1], running_mean), ("running_var", result[2], running_var)):
+            if not np.allclose(_as_array(after, subject, name), before, rtol=0, atol=1e-12):
+                _fail(subject, f"the model's BN {name} changed during folding_error.",
+                      "a forward pass in train mode updates the running statistics (by momentum 0.1): a check must "
+                      "not change the model it checks. Run the model in eval mode.")
+        if bool(training_after) != train_mode:
+            _fail(subject, f"the model was in {mode} mode before folding_error and in "
+                           f"{'train' if training_after else 'eval'} mode after it.",
+                  "remember the mode with was_training = model.training, and restore it at the end with "
+                  "model.train(was_training).")
+    _passed("folding_error compares in eval mode and leaves the model as it found it.")

@@ -31,9 +31,18 @@ def fold_bn(answers, rng):
     checks.check_fold_bn(answers.fold_bn_outputs, cases=cases, seed=_seed(rng))
 
 
+def folding_error(answers, rng):
+    # batches of at least 2: a wrong answer that runs the model in train mode then fails on the numbers,
+    # not on torch's "more than 1 value per channel" error
+    cases = tuple((_size(rng, 1, 8), _size(rng, 1, 8), _size(rng, 1, 5), _size(rng, 2, 12), train_mode)
+                  for train_mode in (True, False))
+    checks.check_folding_error(answers.folding_error_outputs, cases=cases, seed=_seed(rng))
+
+
 CHECKS = {
     "test_training_loop": training_loop,
     "test_steps_to_accuracy": steps_to_accuracy,
     "test_bn_mlp": bn_mlp,
     "test_fold_bn": fold_bn,
+    "test_folding_error": folding_error,
 }
