@@ -3,6 +3,7 @@ what it writes (and every committed result file) has the fields the chapter read
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -121,3 +122,33 @@ def test_mnist_loader_reads_idx_files_from_a_local_folder(tmp_path):
     assert data["y_test"].tolist() == labels[:2].tolist() and data["name"].startswith("MNIST")
     with pytest.raises(FileNotFoundError, match="idx"):
         bn_training.load_data(torch.device("cpu"), tmp_path / "missing")
+
+
+def chapter_code(path) -> str:
+    """The code cells of a MyST markdown notebook, in order, as one script (cell options dropped)."""
+    import re
+
+    cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```$", path.read_text(), flags=re.S | re.M)
+    return "\n\n".join("\n".join(line for line in cell.splitlines() if not line.startswith(":")) for cell in cells)
+
+
+def test_chapter_4_shows_a_recorded_gpu_run_beside_the_cpu_run(tiny_result, tmp_path):
+    """No GPU run is committed yet, so the book never builds the chapter's two-run layout: run the chapter's
+    code on the tiny CPU result and a copy of it labelled as a CUDA run (only the labels are made up)."""
+    for size in ("cpu", "gpu"):
+        result = copy.deepcopy(tiny_result)
+        result["size"] = size
+        if size == "gpu":
+            result["environment"].update(device="NVIDIA test device (labels made up by this test)", device_type="cuda",
+                                         cuda="12.8", cudnn=91000)
+        bn_training.validate(result)
+        (tmp_path / f"bn_training_{size}.json").write_text(json.dumps(result))
+    script = tmp_path / "chapter_4.py"
+    script.write_text(chapter_code(REPO / "chapters" / "ch04_training_with_bn.md"))
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                               env={**os.environ, "BNCOURSE_RESULTS_DIR": str(tmp_path), "MPLBACKEND": "Agg"})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "gpu run: NVIDIA test device" in out and "CUDA 12.8, cuDNN 91000" in out and "cpu run: CPU" in out
+    assert "No GPU run is recorded yet" not in out
+    assert out.index("gpu run") < out.index("cpu run")   # the recorded GPU run first

@@ -35,6 +35,7 @@ import datetime
 import gzip
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -49,6 +50,20 @@ import torch.nn.functional as F
 SCHEMA_VERSION = 1
 EXPERIMENTS = ("paper_mnist", "learning_rate", "init_scale", "batch_size", "eval_mode", "timing")
 REPO = Path(__file__).resolve().parents[3]
+# Where the chapter reads result files from; BNCOURSE_RESULTS_DIR points it elsewhere (the tests render
+# the chapter's code on made-up CPU and GPU files that way).
+RESULTS_DIR = Path(os.environ.get("BNCOURSE_RESULTS_DIR", REPO / "chapters" / "results"))
+
+# What Ioffe & Szegedy (2015) report, shown beside our numbers in Chapter 4. These are the paper's
+# figures, not measurements of ours: Section 4.1 (the MNIST network) and Section 4.2 with Figure 3
+# (Inception on ImageNet: steps to the baseline's 72.2% accuracy, and the learning-rate multipliers).
+PAPER = {
+    "mnist": {"hidden": [100, 100, 100], "activation": "sigmoid", "batch_size": 60, "steps": 50_000,
+              "train_images": 60_000},
+    "inception_steps_to_baseline_accuracy": {"Inception (no BN)": 31.0e6, "BN-x5": 2.1e6},
+    "headline_speedup": 14,
+    "bn_learning_rate_multipliers": [5, 30],
+}
 
 # Sizes: "tiny" is the test suite's (seconds), "cpu" the committed CPU run (minutes on 2 cores),
 # "gpu" the recorded GPU run. Every setting ends up in the JSON file.
@@ -66,7 +81,7 @@ SIZES = {
     },
     "cpu": {
         "paper_mnist": {"steps": 3000, "eval_every": 100, "seeds": [0, 1, 2], "lr": 0.5},
-        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 50, "seeds": [0, 1, 2],
+        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 10, "seeds": [0, 1, 2],
                           "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
         "init_scale": {"depth": 8, "width": 100, "steps": 600, "seeds": [0],
                        "lrs": [0.003, 0.01, 0.03, 0.1, 0.3], "scales": [0.1, 0.3, 1.0, 3.0, 10.0]},
@@ -78,7 +93,7 @@ SIZES = {
     },
     "gpu": {
         "paper_mnist": {"steps": 10000, "eval_every": 200, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
-        "learning_rate": {"depth": 8, "width": 100, "steps": 4000, "eval_every": 50, "seeds": [0, 1, 2, 3, 4],
+        "learning_rate": {"depth": 8, "width": 100, "steps": 4000, "eval_every": 10, "seeds": [0, 1, 2, 3, 4],
                           "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
         "init_scale": {"depth": 8, "width": 100, "steps": 1500, "seeds": [0, 1, 2],
                        "lrs": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "scales": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
@@ -325,8 +340,10 @@ def run_batch_size(data, cfg, progress):
                 finals.append(None if curve["diverged"] else curve["test_accuracy"][-1])
                 progress()
             results[name][str(size)] = finals
-    return {"final_test_accuracy": results, "steps": "epochs x training-set size / batch size",
-            "learning_rate": "lr_per_32 x batch size / 32"}
+    return {"final_test_accuracy": results,
+            "steps": {str(size): max(1, cfg["epochs"] * n // size) for size in cfg["sizes"]},
+            "learning_rate": {str(size): cfg["lr_per_32"] * size / 32 for size in cfg["sizes"]},
+            "rule": "steps = epochs x training-set size / batch size; learning rate = lr_per_32 x batch size / 32"}
 
 
 def _train_mode_accuracy(model, x, y, batch_size):
@@ -585,19 +602,63 @@ def validate(result: dict) -> None:
             need(len(run["step"]) == len(run["test_accuracy"]) == len(run["sigmoid_input_percentiles"]["50"]),
                  f"paper_mnist {name}: curves of different lengths")
             need(all(0 <= a <= 1 for a in run["test_accuracy"]), f"paper_mnist {name}: accuracy outside [0, 1]")
+    config = result.get("config", {})
+    if env.get("device_type") == "cuda":
+        need(env.get("cuda") and env.get("cudnn"), "a CUDA run must record its CUDA and cuDNN versions")
+
+    def accuracies(values, what):
+        need(all(v is None or 0 <= v <= 1 for v in values), f"{what}: accuracy outside [0, 1]")
+
     if "learning_rate" in experiments:
+        cfg = config["learning_rate"]
+        runs = experiments["learning_rate"]["runs"]
+        for name in ("without BN", "with BN"):
+            for m in cfg["multipliers"]:
+                key = f"{name}, x{m}"
+                need(key in runs and len(runs[key]) == len(cfg["seeds"]), f"learning_rate: runs of {key!r} missing")
+                for run in runs[key]:
+                    need(len(run["step"]) == len(run["test_accuracy"]) == len(run["train_loss"]),
+                         f"learning_rate {key}: curves of different lengths")
+                    accuracies(run["test_accuracy"], f"learning_rate {key}")
         need("steps_to_target" in experiments, "steps_to_target is missing")
+        summary = experiments["steps_to_target"]
+        need(set(summary["per_setting"]) == set(runs), "steps_to_target: settings differ from the sweep's")
+        for key in ("best_without_bn", "best_with_bn", "highest_stable_with_bn", "ratio_best", "ratio_highest_stable"):
+            need(key in summary, f"steps_to_target.{key} is missing")
+    if "init_scale" in experiments:
+        cfg, grid = config["init_scale"], experiments["init_scale"]["final_test_accuracy"]
+        for name in ("without BN", "with BN"):
+            need(len(grid[name]) == len(cfg["lrs"]) and all(
+                len(row) == len(cfg["scales"]) and all(len(cell) == len(cfg["seeds"]) for cell in row)
+                for row in grid[name]), f"init_scale {name}: the grid is not lrs x scales x seeds")
+            accuracies([v for row in grid[name] for cell in row for v in cell], f"init_scale {name}")
+    if "batch_size" in experiments:
+        cfg, finals = config["batch_size"], experiments["batch_size"]["final_test_accuracy"]
+        for name in ("without BN", "with BN"):
+            need([int(b) for b in finals[name]] == cfg["sizes"] and all(
+                len(v) == len(cfg["seeds"]) for v in finals[name].values()), f"batch_size {name}: sizes x seeds")
+            accuracies([v for values in finals[name].values() for v in values], f"batch_size {name}")
+    if "eval_mode" in experiments:
+        cfg, runs = config["eval_mode"], experiments["eval_mode"]["runs"]
+        need(len(runs) == len(cfg["seeds"]), "eval_mode: one run per seed")
+        for run in runs:
+            for key in ("train_mode_iid", "train_mode_one_class_per_batch"):
+                need([int(b) for b in run[key]] == cfg["test_batch_sizes"], f"eval_mode.{key}: test batch sizes")
+                accuracies(run[key].values(), f"eval_mode.{key}")
+            accuracies([run["eval_mode"]], "eval_mode")
     timing = experiments.get("timing")
     if timing:
         for key in ("cnn_training_throughput", "bn_layer_cost", "folding"):
             need(key in timing, f"timing.{key} is missing")
+        for name in ("nn.BatchNorm2d", "hand-written (composite ops)"):
+            need(name in timing["bn_layer_cost"]["variants"], f"timing.bn_layer_cost: {name} is missing")
         need(timing["folding"]["max_abs_difference"] < 1e-3, "folding changed the output")
 
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), help="default: gpu on CUDA, cpu otherwise")
-    parser.add_argument("--out", default=str(REPO / "chapters" / "results"), help="folder for the JSON file")
+    parser.add_argument("--out", default=str(RESULTS_DIR), help="folder for the JSON file")
     parser.add_argument("--mnist", help="a folder with MNIST's idx files (default: scikit-learn's digits)")
     parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="run only these experiments")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
