@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bncourse import grading  # noqa: E402
 from submissions import new_course, notebooks  # noqa: E402
-from wrong_answers import EXERCISE, WRONG_ANSWERS, apply  # noqa: E402
+from wrong_answers import apply  # noqa: E402
+from wrong_answers.ex02_batchnorm_forward import EXERCISE, WRONG_ANSWERS  # noqa: E402
 
 
 def make_course(path: Path, students: int) -> None:
