@@ -48,6 +48,11 @@ WRONG_ANSWERS = [
         (("torch.sqrt(bn.running_var + bn.eps)", "torch.sqrt(bn.running_var + 1e-5)"),),
         frozenset({"test_fold_bn"}), says="eps = 1e-5 was used"),
     WrongAnswer(
+        "fold_scales_the_weight_in_place", "fold_bn_into_linear",
+        (("folded.weight.copy_(linear.weight * scale[:, None])",
+          "folded.weight.copy_(linear.weight.mul_(scale[:, None]))"),),
+        frozenset({"test_fold_bn"}), says="changed in place"),
+    WrongAnswer(
         "fold_checked_in_train_mode", "folding_error",
         (("    model.eval()\n", ""),),
         frozenset({"test_folding_error"}), says="run in train mode"),
@@ -55,6 +60,14 @@ WRONG_ANSWERS = [
         "fold_check_leaves_eval_mode", "folding_error",
         (("    model.train(was_training)\n", ""),),
         frozenset({"test_folding_error"}), says="model.train(was_training)"),
+    WrongAnswer(
+        "fold_check_averages", "folding_error",
+        ((".abs().max().item()", ".abs().mean().item()"),),
+        frozenset({"test_folding_error"}), says="mean absolute difference"),
+    WrongAnswer(
+        "fold_check_forgets_abs", "folding_error",
+        ((".abs().max().item()", ".max().item()"),),
+        frozenset({"test_folding_error"}), says="largest signed difference"),
 ]
 
 TEST_CELL_POINTS = {"test_training_loop": 3, "test_steps_to_accuracy": 2, "test_bn_mlp": 2, "test_fold_bn": 3,

@@ -225,8 +225,13 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
         subject = f"fold_bn_into_linear for Linear({n_in}, {n_out}, bias={with_bias}) and BatchNorm1d(eps={eps})"
         result = fold_bn_outputs(weight.copy(), None if bias is None else bias.copy(), running_mean.copy(),
                                  running_var.copy(), gamma.copy(), beta.copy(), eps, x.copy())
-        if not isinstance(result, (tuple, list)) or len(result) != 3:
+        if not isinstance(result, (tuple, list)) or len(result) != 5:
             _fail(subject, "the given wrapper fold_bn_outputs was changed; restore it.")
+        for name, after, before in (("linear.weight", result[3], weight), ("bn.running_var", result[4], running_var)):
+            if not np.array_equal(_as_array(after, subject, f"{name} after the call"), before):
+                _fail(subject, f"{name} was changed in place by the call.",
+                      "the original layers must keep working: build a new nn.Linear and copy the folded values into "
+                      "it (folded.weight.copy_(linear.weight * scale[:, None])), without mul_ or += on linear or bn.")
         want_w, want_b = reference.fold_batchnorm_into_linear(weight, bias, running_mean, running_var, gamma, beta, eps)
         if result[1] is None:
             _fail(subject, "the folded layer has no bias. It needs one even when the original linear layer had "
@@ -240,7 +245,8 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
                                                                      "by the standard deviation sqrt(running_var + eps)."),
             Mistake(weight * (1 / np.sqrt(running_var + eps))[:, None], "gamma is missing from the scale: "
                                                                         "gamma / sqrt(running_var + eps)."),
-            Mistake(weight * (gamma / np.sqrt(1 + eps))[:, None], "the running variance is missing: the scale is "
+            Mistake(weight * (gamma / np.sqrt(1 + eps))[:, None], "the running variance was taken as 1 (its value "
+                                                                  "before any training): the scale is "
                                                                   "gamma / sqrt(bn.running_var + bn.eps)."),
         ]
         bias_mistakes = [
@@ -275,54 +281,87 @@ def _bn_mlp_outputs(x, w1, running_mean, running_var, gamma, beta, w2, b2, eps, 
     return hidden @ w2.T + b2
 
 
+def _candidate_fold(rng, params, eps, x, largest_positive):
+    """A folded layer for the check to hand to ``folding_error``: the exact fold with small errors added, so the
+    true error is known and not zero. Drawn until the largest-magnitude entry of model - folded has
+    the requested sign where it can be had, so that a signed maximum (in either order) is told apart from the
+    absolute one in one case or the other."""
+    w1, running_mean, running_var, gamma, beta, w2, b2 = params
+    exact_w, exact_b = reference.fold_batchnorm_into_linear(w1, None, running_mean, running_var, gamma, beta, eps)
+    model_eval = _bn_mlp_outputs(x, *params, eps, train_mode=False)
+    fallback = None
+    for attempt in range(100):
+        # small errors in the weight (so the difference varies between examples) and the bias; larger ones when
+        # every hidden unit is dead for these inputs and hides them
+        scale = 0.05 * 2 ** (attempt // 10)
+        folded_w = exact_w + rng.normal(0, scale, size=exact_w.shape)
+        folded_b = exact_b + rng.normal(0, scale, size=exact_b.shape)
+        difference = model_eval - (np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2)
+        if np.isclose(np.abs(difference).max(), np.abs(difference).mean()):
+            continue   # the mean would be right too
+        fallback = fallback or (folded_w, folded_b, difference)
+        if (difference.flat[np.argmax(np.abs(difference))] > 0) == largest_positive:
+            return folded_w, folded_b, difference
+    if fallback is None:
+        raise RuntimeError("no usable candidate fold was drawn in 100 tries")
+    return fallback   # the sign cannot be had (every path to the output has the same sign); any will do
+
+
 def check_folding_error(folding_error_outputs, cases=((5, 4, 3, 8, True), (3, 6, 2, 5, False)), seed=4):
-    """``folding_error(model, x)`` (through the notebook's wrapper): the largest difference between the model
-    and its folded version, measured in eval mode, with the model's mode and running statistics left as
-    they were. The expected error is computed from the student's own fold (returned by the wrapper), so
-    this check does not depend on Part 4 being right."""
+    """``folding_error(model, folded_layer, x)`` (through the notebook's wrapper) on a model in train mode and
+    one in eval mode, given a slightly wrong folded layer: the largest difference, measured in eval mode, and
+    the model left as it was (every layer's mode, BN's running statistics, the first weight)."""
     rng = np.random.default_rng(seed)
     eps = 1e-5
-    for n_in, hidden, classes, n, train_mode in cases:
+    for case, (n_in, hidden, classes, n, train_mode) in enumerate(cases):
         w1 = rng.normal(0, 1 / np.sqrt(n_in), size=(hidden, n_in))
         running_mean, running_var = rng.uniform(-1, 1, size=hidden), rng.uniform(0.3, 2, size=hidden)
-        gamma, beta = rng.uniform(0.5, 2, size=hidden), rng.uniform(-1, 1, size=hidden)
+        gamma, beta = rng.uniform(0.5, 2, size=hidden), rng.uniform(0, 1.5, size=hidden)   # mostly alive units
         w2, b2 = rng.normal(0, 1 / np.sqrt(hidden), size=(classes, hidden)), rng.normal(size=classes)
-        x = rng.normal(1.5, 2.0, size=(n, n_in))   # far from the running statistics: batch statistics differ
+        x = rng.normal(1.5, 2.0, size=(max(n, 2), n_in))   # far from the running statistics: batch statistics differ
         params = (w1, running_mean, running_var, gamma, beta, w2, b2)
+        folded_w, folded_b, difference = _candidate_fold(rng, params, eps, x, largest_positive=case % 2 == 0)
         mode = "train" if train_mode else "eval"
-        subject = f"folding_error on a model in {mode} mode, Linear({n_in}, {hidden}) -> BN -> ReLU -> Linear, {n} inputs"
-        result = folding_error_outputs(*[a.copy() for a in params], x.copy(), train_mode)
+        subject = (f"folding_error on a model in {mode} mode, Linear({n_in}, {hidden}) -> BN -> ReLU -> Linear, "
+                   f"{len(x)} inputs")
+        result = folding_error_outputs(*[a.copy() for a in params], folded_w.copy(), folded_b.copy(), x.copy(),
+                                       train_mode)
         if not isinstance(result, (tuple, list)) or len(result) != 5:
             _fail(subject, "the given wrapper folding_error_outputs was changed; restore it.")
-        error, training_after = _as_array(result[0], subject, "the error and the mode afterwards")
-        folded_w, folded_b = _as_array(result[3], subject, "your folded weight"), _as_array(
-            result[4], subject, "your folded bias")
-        if folded_w.shape != w1.shape or folded_b.shape != (hidden,):
-            _fail(subject, f"fold_bn_into_linear returned a layer with weight {folded_w.shape} and bias "
-                           f"{folded_b.shape}; Part 4's check says what is wrong with it.")
+        error = _as_array(result[0], subject, "the difference you returned")
+        if error.shape != ():
+            _fail(subject, f"folding_error should return one number (a Python float), not an array of shape "
+                           f"{error.shape}.", "reduce the differences with .abs().max() and convert with .item().")
         folded = np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2
-        model_eval = _bn_mlp_outputs(x, *params, eps, train_mode=False)
         model_train = _bn_mlp_outputs(x, *params, eps, train_mode=True)
-        expected = float(np.abs(model_eval - folded).max())
         mistakes = [
             Mistake(np.array(np.abs(model_train - folded).max()),
                     "the model was run in train mode, so batch norm normalized x with x's own mean and variance. "
-                    "The fold bakes in the running statistics, so it can only agree with the model in eval mode: "
+                    "A fold bakes in the running statistics, so it can only agree with the model in eval mode: "
                     "call model.eval() before computing model(x)."),
-            Mistake(np.array(np.abs(model_eval - folded).mean()),
+            Mistake(np.array(np.abs(difference).mean()),
                     "that is the mean absolute difference; return the largest one, .abs().max()."),
-            Mistake(np.array((model_eval - folded).max()), "that is the largest signed difference; take the absolute "
-                                                          "value first, .abs().max()."),
+            Mistake(np.array(difference.max()), "that is the largest signed difference; take the absolute value "
+                                                "first, .abs().max()."),
+            Mistake(np.array((-difference).max()), "that is the largest signed difference; take the absolute value "
+                                                   "first, .abs().max()."),
         ]
-        _compare(subject, "the difference you returned", np.array(error), np.array(expected), mistakes)
-        for name, after, before in (("running_mean", result[1], running_mean), ("running_var", result[2], running_var)):
-            if not np.allclose(_as_array(after, subject, name), before, rtol=0, atol=1e-12):
-                _fail(subject, f"the model's BN {name} changed during folding_error.",
-                      "a forward pass in train mode updates the running statistics (by momentum 0.1): a check must "
-                      "not change the model it checks. Run the model in eval mode.")
-        if bool(training_after) != train_mode:
-            _fail(subject, f"the model was in {mode} mode before folding_error and in "
-                           f"{'train' if training_after else 'eval'} mode after it.",
+        _compare(subject, "the difference you returned", error, np.array(np.abs(difference).max()), mistakes,
+                 hint="the folded network is nn.Sequential(folded_layer, *model[2:]); compare its output with "
+                      "model(x) in eval mode.")
+        modes = _as_array(result[1], subject, "the layers' modes afterwards")
+        names = ["the model", "model[0] (Linear)", "model[1] (BatchNorm1d)", "model[2] (ReLU)", "model[3] (Linear)"]
+        changed = [name for name, flag in zip(names, modes) if bool(flag) != train_mode]
+        if changed:
+            which = ("the model and every layer in it" if len(changed) == len(names) else ", ".join(changed))
+            _fail(subject, f"the model was in {mode} mode before folding_error, but afterwards {which} "
+                           f"{'is' if len(changed) == 1 else 'are'} in {'eval' if train_mode else 'train'} mode.",
                   "remember the mode with was_training = model.training, and restore it at the end with "
-                  "model.train(was_training).")
-    _passed("folding_error compares in eval mode and leaves the model as it found it.")
+                  "model.train(was_training), which sets every layer.")
+        for name, after, before in (("BN's running_mean", result[2], running_mean),
+                                    ("BN's running_var", result[3], running_var), ("model[0].weight", result[4], w1)):
+            if not np.allclose(_as_array(after, subject, name), before, rtol=0, atol=1e-12):
+                _fail(subject, f"{name} changed during folding_error.",
+                      "a forward pass in train mode updates the running statistics (by momentum 0.1), and a check "
+                      "must not change the model it checks: run the model in eval mode, under torch.no_grad().")
+    _passed("folding_error measures the fold in eval mode and leaves the model as it found it.")
