@@ -158,10 +158,16 @@ def test_chapter_4_prose_matches_its_recorded_runs(site):
         r"input moves over \[([0-9.-]+), ([0-9.-]+)\]", page)}
     assert paper["with BN"][0] > 0.9 and paper["without BN"][0] < 0.5
     assert paper["without BN"][2] - paper["without BN"][1] > 2 * (paper["with BN"][2] - paper["with BN"][1])
-    saved = re.search(r"steps saved by BN: ([0-9.]+)x at each one's best rate, .*\(the paper: ([0-9.]+)x", page)
-    assert 1 < float(saved.group(1)) < float(saved.group(2))   # fewer steps, "well below the paper's"
-    assert "the paper: 50,000 steps of batch 60 on 60,000 MNIST images" in page
-    diverged = re.search(r"settings where some seed diverged: (.*)\n", page).group(1)
+    paper_ratio = float(re.search(r"the paper: Inception .*: ([0-9.]+)x \(the headline", page).group(1))
+    assert float(re.search(r"cpu run, steps saved by BN: ([0-9.]+)x at each one's best rate", page).group(1)) > 1
+    # "well below the paper's", for either target, even at the top of what the evaluation interval leaves open
+    best_rates = re.search(r"cpu run, with evaluations \d+ steps apart the ratio at the best rates lies between "
+                           r"([0-9.]+)x and ([0-9.]+)x", page)
+    papers_measure = re.search(r"cpu run, the paper's measure: .*: ([0-9.]+)x \(between ([0-9.]+)x and ([0-9.]+)x\)",
+                               page)
+    assert 1 < float(best_rates.group(1)) and float(best_rates.group(2)) < paper_ratio
+    assert 1 < float(papers_measure.group(2)) and float(papers_measure.group(3)) < paper_ratio
+    diverged = re.search(r"cpu run, settings where some seed diverged: (.*)\n", page).group(1)
     assert "without BN" in diverged and "with BN" not in diverged.replace("without BN", "")
     good = {name: int(n) for name, n in re.findall(r"cpu run, (without BN|with BN): (\d+) of \d+ settings reach", page)}
     assert good["with BN"] > 2 * good["without BN"]
@@ -173,16 +179,17 @@ def test_chapter_4_prose_matches_its_recorded_runs(site):
     assert all(bn[b] >= plain[b] for b in bn if b >= 8)                 # "as accurate or more" from eight on
     largest = max(plain)
     assert plain[largest] < bn[largest] - 0.1                           # the plain network breaks down at the end
-    rates_line = re.search(r"learning rate: +(.*)\n", page).group(1)
+    rates_line = re.search(r"cpu run, learning rate: +(.*)\n", page).group(1)
     rates = {int(b): float(r) for b, r in re.findall(r"B=(\d+): ([0-9.]+)", rates_line)}
     assert max(rates, key=rates.get) == largest
     eval_mode = float(re.search(r"cpu run: eval mode ([0-9.]+);", page).group(1))
-    one_class = [float(v) for v in re.findall(r"B=\d+: ([0-9.]+)", re.search(r"one class per batch: (.*)\n", page).group(1))]
+    one_class_line = re.search(r"cpu run: eval mode .*one class per batch: (.*)\n", page).group(1)
+    one_class = [float(v) for v in re.findall(r"B=\d+: ([0-9.]+)", one_class_line)]
     assert eval_mode > 0.9 and max(one_class) < eval_mode - 0.3
-    assert float(re.search(r"largest output difference ([0-9.e+-]+)", page).group(1)) < 1e-4
-    layer = {name: float(ratio) for name, ratio in re.findall(
-        r"(hand-written \(composite ops\)|hand-written, torch.compile) .*\(([0-9.]+) x nn.BatchNorm2d\)", page)}
-    assert layer["hand-written (composite ops)"] > 1 > layer["hand-written, torch.compile"]  # slowest; compiled faster
+    assert float(re.search(r"cpu run, inference.*largest output difference ([0-9.e+-]+)", page).group(1)) < 1e-4
+    composite = re.search(r"cpu run,\s+hand-written \(composite ops\) .*\(([0-9.]+) x nn.BatchNorm2d\)", page)
+    assert float(composite.group(1)) > 1                                      # "the slowest"
+    assert "cpu run, torch.compile of the hand-written code is faster than nn.BatchNorm2d" in page  # "even faster"
     assert cites(whole_page, "Ioffe", "Santurkar", "Bjorck")
 
 

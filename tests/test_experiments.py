@@ -63,10 +63,28 @@ def test_steps_to_target_reads_the_curves():
             for bn, m, diverged, accuracies in [(False, 1, False, [0.1, 0.5, 0.9]), (False, 5, True, [0.1, 0.1, 0.1]),
                                                 (True, 1, False, [0.5, 0.9, 0.9]), (True, 5, False, [0.9, 0.9, 0.9]),
                                                 (True, 30, True, [0.9, 0.1, 0.1])]}
-    summary = bn_training.summarize_steps_to_target({"runs": runs}, {"target_accuracy": 0.9})
+    summary = bn_training.summarize_steps_to_target({"runs": runs}, {"target_accuracy": 0.9, "eval_every": 10})
     assert summary["best_without_bn"] == "without BN, x1" and summary["best_with_bn"] == "with BN, x5"
     assert summary["highest_stable_with_bn"] == "with BN, x5"      # x30 reached the target but diverged
     assert summary["ratio_best"] == 3.0
+    # the paper's measure: the plain network's best accuracy (0.9, x5 diverged) at step 30; BN's x5 gets there at 10
+    assert summary["to_baseline_accuracy"] == {"baseline": "without BN, x1", "accuracy": 0.9, "baseline_steps": 30.0,
+                                               "with_bn": "with BN, x5", "bn_steps": 10.0, "ratio": 3.0}
+
+
+def test_the_papers_measure_uses_the_accuracy_every_seed_reached():
+    def run(bn, m, accuracies):
+        return {"batch_norm": bn, "multiplier": m, "diverged": False, "step": [10, 20, 30, 40],
+                "test_accuracy": accuracies}
+
+    runs = {"without BN, x1": [run(False, 1, [0.5, 0.8, 0.95, 0.9]), run(False, 1, [0.5, 0.7, 0.8, 0.9])],
+            "with BN, x1": [run(True, 1, [0.9, 0.9, 0.9, 0.9]), run(True, 1, [0.8, 0.85, 0.9, 0.95])],
+            "with BN, x2": [run(True, 2, [0.95, 0.95, 0.95, 0.95]), run(True, 2, [0.5, 0.5, 0.5, 0.85])]}
+    measure = bn_training.steps_to_baseline_accuracy({"runs": runs})
+    # 0.9 is what both plain seeds reach (at steps 30 and 40); BN x1 gets there at 10 and 30; BN x2 has a seed
+    # that never does
+    assert measure == {"baseline": "without BN, x1", "accuracy": 0.9, "baseline_steps": 35.0, "with_bn": "with BN, x1",
+                       "bn_steps": 20.0, "ratio": 1.75}
 
 
 def test_folding_bn_into_a_conv_keeps_the_eval_mode_output():
@@ -143,9 +161,19 @@ def test_chapter_4_shows_a_recorded_gpu_run_beside_the_cpu_run(tiny_result, tmp_
     for size in ("cpu", "gpu"):
         result = copy.deepcopy(tiny_result)
         result["size"] = size
-        if size == "gpu":
+        if size == "gpu":   # made up, and with the awkward values a real run can record
             result["environment"].update(device="NVIDIA test device (labels made up by this test)", device_type="cuda",
                                          cuda="12.8", cudnn=91000)
+            experiments = result["experiments"]
+            summary = experiments["steps_to_target"]
+            summary.update(best_with_bn=None, ratio_best=None, ratio_highest_stable=None)
+            summary["to_baseline_accuracy"].update(with_bn=None, bn_steps=None, ratio=None)
+            experiments["init_scale"]["final_test_accuracy"]["without BN"][0][0] = [None]     # a diverged run
+            finals = experiments["batch_size"]["final_test_accuracy"]["with BN"]
+            finals[next(iter(finals))] = [None]
+            layer = experiments["timing"]["bn_layer_cost"]
+            layer["variants"].pop("hand-written, torch.compile", None)
+            layer["compile_error"] = "made up by the test"
         bn_training.validate(result)
         (tmp_path / f"bn_training_{size}.json").write_text(json.dumps(result))
     script = tmp_path / "chapter_4.py"
@@ -156,4 +184,6 @@ def test_chapter_4_shows_a_recorded_gpu_run_beside_the_cpu_run(tiny_result, tmp_
     out = completed.stdout
     assert "gpu run: NVIDIA test device" in out and "CUDA 12.8, cuDNN 91000" in out and "cpu run: CPU" in out
     assert "No GPU run is recorded yet" not in out
+    assert "gpu run, the paper's measure: no BN setting reached" in out
+    assert "gpu run, torch.compile was not available: made up by the test" in out
     assert out.index("gpu run") < out.index("cpu run")   # the recorded GPU run first

@@ -69,10 +69,10 @@ PAPER = {
 # "gpu" the recorded GPU run. Every setting ends up in the JSON file.
 SIZES = {
     "tiny": {
-        "paper_mnist": {"steps": 60, "eval_every": 20, "seeds": [0], "lr": 0.5},
-        "learning_rate": {"depth": 4, "width": 32, "steps": 40, "eval_every": 20, "seeds": [0], "base_lr": 0.02,
-                          "multipliers": [1, 30], "target_accuracy": 0.5},
-        "init_scale": {"depth": 4, "width": 32, "steps": 30, "seeds": [0], "lrs": [0.01, 0.1],
+        "paper_mnist": {"steps": 60, "eval_every": 20, "batch_size": 60, "seeds": [0], "lr": 0.5},
+        "learning_rate": {"depth": 4, "width": 32, "steps": 40, "eval_every": 20, "batch_size": 60, "seeds": [0],
+                          "base_lr": 0.02, "multipliers": [1, 30], "target_accuracy": 0.5},
+        "init_scale": {"depth": 4, "width": 32, "steps": 30, "batch_size": 60, "seeds": [0], "lrs": [0.01, 0.1],
                        "scales": [0.5, 2.0]},
         "batch_size": {"sizes": [4, 32], "epochs": 1, "lr_per_32": 0.1, "seeds": [0]},
         "eval_mode": {"steps": 60, "batch_size": 32, "lr": 0.1, "test_batch_sizes": [2, 32], "seeds": [0]},
@@ -80,10 +80,11 @@ SIZES = {
                    "bn_shape": [8, 8, 8, 8], "compile": False},
     },
     "cpu": {
-        "paper_mnist": {"steps": 3000, "eval_every": 100, "seeds": [0, 1, 2], "lr": 0.5},
-        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 10, "seeds": [0, 1, 2],
-                          "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
-        "init_scale": {"depth": 8, "width": 100, "steps": 600, "seeds": [0],
+        "paper_mnist": {"steps": 3000, "eval_every": 100, "batch_size": 60, "seeds": [0, 1, 2], "lr": 0.5},
+        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 10, "batch_size": 60,
+                          "seeds": [0, 1, 2], "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30],
+                          "target_accuracy": 0.9},
+        "init_scale": {"depth": 8, "width": 100, "steps": 600, "batch_size": 60, "seeds": [0],
                        "lrs": [0.003, 0.01, 0.03, 0.1, 0.3], "scales": [0.1, 0.3, 1.0, 3.0, 10.0]},
         "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 8, "lr_per_32": 0.1, "seeds": [0, 1]},
         "eval_mode": {"steps": 1500, "batch_size": 64, "lr": 0.1, "test_batch_sizes": [2, 4, 16, 64],
@@ -92,10 +93,11 @@ SIZES = {
                    "bn_shape": [64, 32, 32, 32], "compile": True},
     },
     "gpu": {   # sized to finish in about 6 minutes on one H100/H200 (estimated from the CPU run; not yet measured)
-        "paper_mnist": {"steps": 6000, "eval_every": 200, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
-        "learning_rate": {"depth": 8, "width": 100, "steps": 2500, "eval_every": 10, "seeds": [0, 1, 2, 3, 4],
-                          "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30], "target_accuracy": 0.9},
-        "init_scale": {"depth": 8, "width": 100, "steps": 1000, "seeds": [0, 1],
+        "paper_mnist": {"steps": 6000, "eval_every": 200, "batch_size": 60, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
+        "learning_rate": {"depth": 8, "width": 100, "steps": 2500, "eval_every": 10, "batch_size": 60,
+                          "seeds": [0, 1, 2, 3, 4], "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30],
+                          "target_accuracy": 0.9},
+        "init_scale": {"depth": 8, "width": 100, "steps": 1000, "batch_size": 60, "seeds": [0, 1],
                        "lrs": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "scales": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
         "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 10, "lr_per_32": 0.1,
                        "seeds": [0, 1, 2, 3, 4]},
@@ -247,7 +249,7 @@ def run_paper_mnist(data, cfg, progress):
                 for q in percentiles:
                     percentiles[q].append(torch.quantile(captured["z"].float().cpu(), int(q) / 100).item())
 
-            curve = train(model, data, steps=cfg["steps"], lr=cfg["lr"], batch_size=60, seed=seed,
+            curve = train(model, data, steps=cfg["steps"], lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
                           eval_every=cfg["eval_every"], on_eval=record)
             runs[name].append({"seed": seed, **curve, "sigmoid_input_percentiles": percentiles})
             progress()
@@ -264,7 +266,8 @@ def run_learning_rate(data, cfg, progress):
             for seed in cfg["seeds"]:
                 torch.manual_seed(seed)
                 model = mlp(n_in, [cfg["width"]] * cfg["depth"], 10, batch_norm=batch_norm)
-                curve = train(model, data, steps=cfg["steps"], lr=cfg["base_lr"] * multiplier, batch_size=60,
+                curve = train(model, data, steps=cfg["steps"], lr=cfg["base_lr"] * multiplier,
+                              batch_size=cfg["batch_size"],
                               seed=seed, eval_every=cfg["eval_every"])
                 runs[key].append({"seed": seed, "batch_norm": batch_norm, "multiplier": multiplier, **curve})
                 progress()
@@ -301,7 +304,37 @@ def summarize_steps_to_target(learning_rate_result, cfg):
 
     return {"target_accuracy": target, "per_setting": per_setting, "best_without_bn": best_without,
             "best_with_bn": best_with, "highest_stable_with_bn": highest,
-            "ratio_best": ratio(best_without, best_with), "ratio_highest_stable": ratio(best_without, highest)}
+            "ratio_best": ratio(best_without, best_with), "ratio_highest_stable": ratio(best_without, highest),
+            "eval_every": cfg["eval_every"], "to_baseline_accuracy": steps_to_baseline_accuracy(learning_rate_result)}
+
+
+def steps_to_baseline_accuracy(learning_rate_result):
+    """The paper's own measure (Ioffe & Szegedy, Figure 3: steps to the 72.2% that Inception reached at best):
+    the accuracy that the best network without BN reaches with every seed, the steps it takes to get there, and
+    the fewest steps any BN setting takes to reach the same accuracy (medians over seeds; settings with a
+    diverged seed are left out). Ratio None when no BN setting gets there with every seed."""
+    runs = learning_rate_result["runs"]
+    stable = {key: seeds for key, seeds in runs.items() if not any(run["diverged"] for run in seeds)}
+
+    def reached_by_all(key):   # the best accuracy every seed of this setting reached
+        return min(max(run["test_accuracy"]) for run in stable[key])
+
+    def median_steps(key, accuracy):
+        steps = [steps_to(run, accuracy) for run in stable[key]]
+        return None if None in steps else float(np.median(steps))
+
+    plain = [key for key in stable if not stable[key][0]["batch_norm"]]
+    if not plain:
+        return {"baseline": None, "accuracy": None, "baseline_steps": None, "with_bn": None, "bn_steps": None,
+                "ratio": None}
+    baseline = max(plain, key=reached_by_all)
+    accuracy = reached_by_all(baseline)
+    bn_steps = {key: median_steps(key, accuracy) for key in stable if stable[key][0]["batch_norm"]}
+    bn_steps = {key: steps for key, steps in bn_steps.items() if steps is not None}
+    fastest = min(bn_steps, key=bn_steps.get) if bn_steps else None
+    baseline_steps = median_steps(baseline, accuracy)
+    return {"baseline": baseline, "accuracy": accuracy, "baseline_steps": baseline_steps, "with_bn": fastest,
+            "bn_steps": bn_steps.get(fastest), "ratio": baseline_steps / bn_steps[fastest] if fastest else None}
 
 
 def run_init_scale(data, cfg, progress):
@@ -314,7 +347,7 @@ def run_init_scale(data, cfg, progress):
                 for k, seed in enumerate(cfg["seeds"]):
                     torch.manual_seed(seed)
                     model = mlp(n_in, [cfg["width"]] * cfg["depth"], 10, batch_norm=batch_norm, init_scale=scale)
-                    curve = train(model, data, steps=cfg["steps"], lr=lr, batch_size=60, seed=seed,
+                    curve = train(model, data, steps=cfg["steps"], lr=lr, batch_size=cfg["batch_size"], seed=seed,
                                   eval_every=cfg["steps"])
                     accuracy[i, j, k] = np.nan if curve["diverged"] else curve["test_accuracy"][-1]
                     progress()
@@ -595,15 +628,21 @@ def validate(result: dict) -> None:
         need(key in env, f"environment.{key} is missing")
     need(isinstance(result.get("command"), str) and "bncourse.experiments.bn_training" in result["command"],
          "command is missing")
+    need(isinstance(result.get("config"), dict) and result["config"], "config is missing")
+    config = result["config"]
     experiments = result.get("experiments", {})
-    for name in result.get("config", {}):
+    for name in config:
         need(name in experiments, f"experiments.{name} is missing although it is configured")
+    if "paper_mnist" in experiments:
+        need(set(experiments["paper_mnist"].get("runs", {})) == {"with BN", "without BN"},
+             "paper_mnist: runs with and without BN")
     for name, runs in experiments.get("paper_mnist", {}).get("runs", {}).items():
+        need(len(runs) == len(config["paper_mnist"]["seeds"]) and len({len(run["step"]) for run in runs}) == 1,
+             f"paper_mnist {name}: one curve per seed, all of one length")
         for run in runs:
             need(len(run["step"]) == len(run["test_accuracy"]) == len(run["sigmoid_input_percentiles"]["50"]),
                  f"paper_mnist {name}: curves of different lengths")
             need(all(0 <= a <= 1 for a in run["test_accuracy"]), f"paper_mnist {name}: accuracy outside [0, 1]")
-    config = result.get("config", {})
     if env.get("device_type") == "cuda":
         need(env.get("cuda") and env.get("cudnn"), "a CUDA run must record its CUDA and cuDNN versions")
 
@@ -624,7 +663,8 @@ def validate(result: dict) -> None:
         need("steps_to_target" in experiments, "steps_to_target is missing")
         summary = experiments["steps_to_target"]
         need(set(summary["per_setting"]) == set(runs), "steps_to_target: settings differ from the sweep's")
-        for key in ("best_without_bn", "best_with_bn", "highest_stable_with_bn", "ratio_best", "ratio_highest_stable"):
+        for key in ("best_without_bn", "best_with_bn", "highest_stable_with_bn", "ratio_best", "ratio_highest_stable",
+                    "eval_every", "to_baseline_accuracy"):
             need(key in summary, f"steps_to_target.{key} is missing")
     if "init_scale" in experiments:
         cfg, grid = config["init_scale"], experiments["init_scale"]["final_test_accuracy"]
@@ -639,6 +679,10 @@ def validate(result: dict) -> None:
             need([int(b) for b in finals[name]] == cfg["sizes"] and all(
                 len(v) == len(cfg["seeds"]) for v in finals[name].values()), f"batch_size {name}: sizes x seeds")
             accuracies([v for values in finals[name].values() for v in values], f"batch_size {name}")
+        for key in ("steps", "learning_rate"):
+            entries = experiments["batch_size"].get(key)
+            need(isinstance(entries, dict) and [int(b) for b in entries] == cfg["sizes"],
+                 f"batch_size.{key}: one entry per batch size")
     if "eval_mode" in experiments:
         cfg, runs = config["eval_mode"], experiments["eval_mode"]["runs"]
         need(len(runs) == len(cfg["seeds"]), "eval_mode: one run per seed")
@@ -653,6 +697,9 @@ def validate(result: dict) -> None:
             need(key in timing, f"timing.{key} is missing")
         for name in ("nn.BatchNorm2d", "hand-written (composite ops)"):
             need(name in timing["bn_layer_cost"]["variants"], f"timing.bn_layer_cost: {name} is missing")
+        need(set(timing["cnn_training_throughput"]["runs"]) == {"without BN", "with BN"},
+             "timing.cnn_training_throughput: runs with and without BN")
+        need(set(timing["folding"]["runs"]) == {"conv + BN", "folded conv"}, "timing.folding: both runs")
         need(timing["folding"]["max_abs_difference"] < 1e-3, "folding changed the output")
 
 
