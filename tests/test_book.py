@@ -235,7 +235,12 @@ def test_chapter_5_prose_matches_what_its_code_measured(site):
     assert int(prose_steps.group(1)) == steps[-1]
     plain = accuracy["no normalization"]
     assert plain[-1] < plain[4] - 1        # "the curves without batch norm drop" at B = 128 (vs B = 32)
-    assert "1437 training and 360 test images" in page
+    from sklearn.datasets import load_digits
+
+    images = len(load_digits().target)
+    split = re.search(r"\((\d+) training and (\d+) test images;", page)   # "a random 80/20 split of the 1,797"
+    assert (int(split.group(1)), int(split.group(2))) == (images * 4 // 5, images - images * 4 // 5)
+    assert f"{images:,} images" in whole_page
     assert all(bn[i] >= max(ln[i], gn[i]) - 1.0 for i in range(2, 7))  # B = 8 ... 128
     assert all(bn_test[i] < bn[i] - 2 for i in range(3))                 # B = 2, 4, 8
 

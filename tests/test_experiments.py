@@ -157,7 +157,8 @@ def chapter_code(path) -> str:
 
 def test_chapter_4_shows_a_recorded_gpu_run_beside_the_cpu_run(tiny_result, tmp_path):
     """No GPU run is committed yet, so the book never builds the chapter's two-run layout: run the chapter's
-    code on the tiny CPU result and a copy of it labelled as a CUDA run (only the labels are made up)."""
+    code on the tiny CPU result and on a copy labelled as a CUDA run, into which the test writes the awkward
+    values a real run can record (no ratio, a diverged cell, torch.compile unavailable)."""
     for size in ("cpu", "gpu"):
         result = copy.deepcopy(tiny_result)
         result["size"] = size

@@ -273,12 +273,17 @@ def check_fold_bn(fold_bn_outputs, cases=((5, 4, 6, True), (3, 7, 2, False)), se
 # ---------------------------------------------------------------------------------------------
 
 def _bn_mlp_outputs(x, w1, running_mean, running_var, gamma, beta, w2, b2, eps, train_mode):
-    """Linear(bias=False) -> BatchNorm1d -> ReLU -> Linear on x, in NumPy: in eval mode with the running
-    statistics, in train mode with the batch's own (biased) statistics, as torch does."""
-    z = x @ w1.T
-    mean, var = (z.mean(axis=0), z.var(axis=0)) if train_mode else (running_mean, running_var)
-    hidden = np.maximum(gamma * (z - mean) / np.sqrt(var + eps) + beta, 0)
-    return hidden @ w2.T + b2
+    """Linear(bias=False) -> BatchNorm1d -> ReLU -> Linear on x, with the reference batch norm: in eval mode
+    with the running statistics, in train mode with the batch's own."""
+    bn_param = {"mode": "train" if train_mode else "eval", "eps": eps, "running_mean": running_mean.copy(),
+                "running_var": running_var.copy()}
+    normalized, _ = reference.batchnorm_forward(x @ w1.T, gamma, beta, bn_param)
+    return np.maximum(normalized, 0) @ w2.T + b2
+
+
+def _folded_outputs(x, folded_w, folded_b, w2, b2):
+    """The folded network, folded Linear -> ReLU -> Linear, on x."""
+    return np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2
 
 
 def _candidate_fold(rng, params, eps, x, largest_positive):
@@ -296,7 +301,7 @@ def _candidate_fold(rng, params, eps, x, largest_positive):
         scale = 0.05 * 2 ** (attempt // 10)
         folded_w = exact_w + rng.normal(0, scale, size=exact_w.shape)
         folded_b = exact_b + rng.normal(0, scale, size=exact_b.shape)
-        difference = model_eval - (np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2)
+        difference = model_eval - _folded_outputs(x, folded_w, folded_b, w2, b2)
         if np.isclose(np.abs(difference).max(), np.abs(difference).mean()):
             continue   # the mean would be right too
         fallback = fallback or (folded_w, folded_b, difference)
@@ -332,7 +337,7 @@ def check_folding_error(folding_error_outputs, cases=((5, 4, 3, 8, True), (3, 6,
         if error.shape != ():
             _fail(subject, f"folding_error should return one number (a Python float), not an array of shape "
                            f"{error.shape}.", "reduce the differences with .abs().max() and convert with .item().")
-        folded = np.maximum(x @ folded_w.T + folded_b, 0) @ w2.T + b2
+        folded = _folded_outputs(x, folded_w, folded_b, w2, b2)
         model_train = _bn_mlp_outputs(x, *params, eps, train_mode=True)
         mistakes = [
             Mistake(np.array(np.abs(model_train - folded).max()),
