@@ -15,7 +15,7 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # ipykernel's debugger prints a warning on stderr at every kernel start without this.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test lab exercises experiments grade lock system-packages sandbox-tools clean
+.PHONY: help venv kit book test lab exercises experiments grade lock system-packages sandbox-tools clean
 
 help:
 	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | experiments [SIZE=tiny|cpu|gpu] [MNIST=folder] | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
@@ -29,7 +29,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-book: venv
+# The student kit's wheel (checks and their fixtures, no answers), built from kit/ and the cases in
+# src/bncourse/checks/, and installed into .venv so that the notebooks and the grader use it too.
+KIT_WHEEL_DIR := _build/kit
+KIT_SOURCES := $(shell find kit src/bncourse -name '*.py' -o -name '*.toml' -o -name '*.md' 2>/dev/null | grep -v egg-info)
+$(VENV)/.kit-installed: $(VENV)/.installed $(KIT_SOURCES)
+	rm -rf kit/build kit/src/*.egg-info
+	PYTHONPATH=kit/src $(BIN)/python -m bncourse.kit $(KIT_WHEEL_DIR)   # the kit being built, not an installed one
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(KIT_WHEEL_DIR)/bnkit-*.whl
+	@touch $@
+
+kit: $(VENV)/.kit-installed
+
+book: kit
 	$(BIN)/jupyter-book build .
 	@echo "The site is at file://$(CURDIR)/_build/html/index.html"
 
@@ -47,7 +59,7 @@ system-packages:
 sandbox-tools:
 	@command -v bwrap >/dev/null || { $(APT_INSTALL) bubblewrap; }
 
-test: venv system-packages
+test: kit system-packages
 	$(BIN)/python -m pytest
 
 lab: venv

@@ -1,7 +1,7 @@
 """Check helpers for the exercise notebooks.
 
-Each ``check_*`` function calls a student's function on fresh inputs, compares the results
-with :mod:`bncourse.reference` and, when they differ, says in plain words what is wrong:
+Each ``check_*`` function calls a student's function on inputs built from its parameters,
+compares the results with :mod:`bncourse.reference` and, when they differ, says in plain words what is wrong:
 which output, which element, how far off, and, when the wrong numbers match a known mistake
 (statistics over the wrong axis, unbiased variance, missing epsilon, Keras' momentum
 convention, ...), which mistake. On success it prints one line starting with a check mark.
@@ -16,20 +16,22 @@ Conventions for authors of new checks (keep them when adding exercises):
   * pass the student *copies* and keep the originals to detect in-place mutation;
   * compare with :func:`_compare`, passing the known mistakes as ``Mistake`` objects.
 
-One module per exercise: ``signals`` (Exercise 1), ``batchnorm_forward`` (Exercise 2),
-``batchnorm_backward`` (Exercise 3), ``training`` (Exercise 4), ``layernorm`` (Exercise 5); ``_core`` holds what they share.
+One module per exercise, named like the exercise (``ex02_batchnorm_forward``). Each builds the
+cases of its checks with the reference (``*_cases``) and lists the visible ones in ``VISIBLE``; the
+comparisons are the student kit's (``bnkit.<exercise>.verify_*``), so the notebook, the hidden
+tests and the trusted checks give the same messages. ``_core`` holds what they share.
 """
 
 from ._core import ATOL, RTOL, CheckFailed, Mistake, quiet
-from .batchnorm_forward import (check_batchnorm_forward_train, check_cache_and_inputs, check_eval_mode,
+from .ex02_batchnorm_forward import (check_batchnorm_forward_train, check_cache_and_inputs, check_eval_mode,
                                 check_running_stats, check_spatial_batchnorm_forward)
-from .signals import (check_activations, check_forward_stats, check_he_init, check_largest_sigmoid_derivative,
+from .ex01_vanishing_exploding import (check_activations, check_forward_stats, check_he_init, check_largest_sigmoid_derivative,
                       check_relu_gain, check_weight_gradient_norms, check_xavier_init)
-from .batchnorm_backward import (check_autograd_function, check_batchnorm_backward, check_batchnorm_backward_alt,
+from .ex03_batchnorm_backward import (check_autograd_function, check_batchnorm_backward, check_batchnorm_backward_alt,
                                  check_gradient_invariants, check_numerical_gradient, check_relative_error,
                                  check_spatial_batchnorm_backward)
-from .layernorm import (NORMALIZATION_NAMES, check_batch_independent_normalizations, check_groupnorm_forward,
+from .ex05_layernorm import (NORMALIZATION_NAMES, check_batch_independent_normalizations, check_groupnorm_forward,
                         check_layernorm_backward, check_layernorm_forward, check_layernorm_invariances,
                         check_rmsnorm_forward)
-from .training import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
+from .ex04_training_with_bn import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
                        check_training_loop)

@@ -1,12 +1,19 @@
-"""Checks for Exercise 2: the batch normalization forward pass, with running statistics."""
+"""Cases for the checks of Exercise 2 (the batch normalization forward pass), computed with the reference.
+
+Each ``*_cases`` function builds inputs from its parameters and computes, with
+:mod:`bncourse.reference`, the expected outputs and the outputs of known mistakes. The comparison
+itself is the student kit's (:mod:`bnkit.ex02_batchnorm_forward`): the kit's notebook checks run
+it on the cases built here with the default parameters (stored in the kit as data), the hidden
+tests and the grader's trusted checks on other parameters. ``check_*`` does both steps.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from bnkit import ex02_batchnorm_forward as kit
 
 from .. import reference
-from ..reference import CACHE_KEYS
-from ._core import Mistake, _affine, _as_array, _close, _compare, _fail, _features, _passed, _unpack_pair
+from ._core import Mistake, _affine, _features
 
 # ---------------------------------------------------------------------------------------------
 # Known mistakes in the forward pass, each written as the code a student would have written
@@ -82,137 +89,84 @@ def _running_mistakes(batches, momentum, which: int):
     return mistakes
 
 
+
 # ---------------------------------------------------------------------------------------------
-# Checks for Exercise 2: the forward pass
+# Cases
 # ---------------------------------------------------------------------------------------------
 
-def check_batchnorm_forward_train(batchnorm_forward, shapes=((4, 3), (16, 5), (64, 10)), seed=0):
-    """Train-mode output of ``batchnorm_forward`` on (N, D) batches, compared with the reference.
-
-    The last batch has a constant feature, whose variance is 0, so a missing epsilon shows up.
-    """
+def forward_train_cases(shapes=((4, 3), (16, 5), (64, 10)), seed=0):
+    """(N, D) batches; the last has a constant feature, whose variance is 0, so a missing eps shows up."""
     rng = np.random.default_rng(seed)
+    cases = []
     for case, (n, d) in enumerate(shapes):
         x = _features(rng, n, d, constant_feature=case == len(shapes) - 1)
         gamma, beta = _affine(rng, d)
         eps = reference.DEFAULT_EPS
-        subject = f"batchnorm_forward in train mode, input of shape {(n, d)}"
-        result = batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), {"mode": "train", "eps": eps})
-        out, _ = _unpack_pair(result, subject)
         expected, _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})
-        _compare(subject, "out", out, expected, _train_mistakes(x, gamma, beta, eps))
-    _passed(f"train-mode output matches the reference for input shapes {list(shapes)}.")
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "eps": eps, "expected": expected,
+                      "mistakes": _train_mistakes(x, gamma, beta, eps)})
+    return cases
 
 
-def check_running_stats(batchnorm_forward, n=32, d=4, momenta=(0.1, 0.3), steps=5, seed=1):
-    """Running mean and variance after several train steps, for several momenta, as torch computes them."""
+def running_stats_cases(n=32, d=4, momenta=(0.1, 0.3), steps=5, seed=1):
+    """Several train steps per momentum, with torch's running statistics at the end."""
     rng = np.random.default_rng(seed)
+    cases = []
     for momentum in momenta:
         batches = [_features(rng, n, d) for _ in range(steps)]
         gamma, beta = _affine(rng, d)
-        bn_param = {"mode": "train", "momentum": momentum}
-        subject = f"running statistics after {steps} train steps with momentum={momentum}"
-        for x in batches:
-            _unpack_pair(batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
-        for key in ("running_mean", "running_var"):
-            if key not in bn_param:
-                _fail(subject, f"bn_param has no '{key}' after the train steps.",
-                      "create it (zeros for the mean, ones for the variance) if it is missing, and store the "
-                      "updated value back into bn_param after every train step.")
-        expected_mean, expected_var = _running_stats_after(batches, momentum)
-        _compare(subject, "running_mean", bn_param["running_mean"], expected_mean,
-                 _running_mistakes(batches, momentum, 0))
-        _compare(subject, "running_var", bn_param["running_var"], expected_var,
-                 _running_mistakes(batches, momentum, 1))
-    _passed(f"running statistics match torch.nn.BatchNorm1d for momenta {list(momenta)} over {steps} steps.")
+        mean, var = _running_stats_after(batches, momentum)
+        cases.append({"batches": batches, "gamma": gamma, "beta": beta, "momentum": momentum,
+                      "running_mean": mean, "running_var": var,
+                      "running_mean_mistakes": _running_mistakes(batches, momentum, 0),
+                      "running_var_mistakes": _running_mistakes(batches, momentum, 1)})
+    return cases
 
 
-def check_eval_mode(batchnorm_forward, shapes=((8, 3), (1, 5)), seed=2):
-    """Eval mode uses the stored running statistics, leaves them untouched and works for one example."""
+def eval_mode_cases(shapes=((8, 3), (1, 5)), seed=2):
+    """Eval-mode calls with stored running statistics, one of them on a single example."""
     rng = np.random.default_rng(seed)
+    eps = reference.DEFAULT_EPS
+    cases = []
     for n, d in shapes:
         x = _features(rng, n, d)
         gamma, beta = _affine(rng, d)
         running_mean, running_var = rng.normal(size=d), rng.uniform(0.5, 4.0, size=d)
-        bn_param = {"mode": "eval", "eps": reference.DEFAULT_EPS, "momentum": 0.1,
-                    "running_mean": running_mean.copy(), "running_var": running_var.copy()}
-        subject = f"batchnorm_forward in eval mode, input of shape {(n, d)}"
-        out, _ = _unpack_pair(batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
-        for key, before in (("running_mean", running_mean), ("running_var", running_var)):
-            if not np.array_equal(np.asarray(bn_param.get(key)), before):
-                _fail(subject, f"bn_param['{key}'] changed during an eval-mode call.",
-                      "eval mode must only read the running statistics; update them in train mode only.")
-        expected = gamma * (x - running_mean) / np.sqrt(running_var + reference.DEFAULT_EPS) + beta
+        expected, _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "eval", "eps": eps,
+                                                                   "running_mean": running_mean,
+                                                                   "running_var": running_var})
         mistakes = [
             Mistake(gamma * (x - running_mean) / np.sqrt(running_var) + beta,
                     "eps is missing in eval mode: divide by np.sqrt(running_var + eps)."),
-            Mistake(gamma * (x - running_mean) / (running_var + reference.DEFAULT_EPS) + beta,
+            Mistake(gamma * (x - running_mean) / (running_var + eps) + beta,
                     "running_var is a variance: divide by its square root, np.sqrt(running_var + eps)."),
         ]
         if n > 1:
             with np.errstate(all="ignore"):
-                batch_stats = gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + reference.DEFAULT_EPS) + beta
+                batch_stats = gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + eps) + beta
             mistakes.append(Mistake(batch_stats, "eval mode normalised with the batch's own statistics. In eval mode "
                                                  "use bn_param['running_mean'] and bn_param['running_var']."))
-        _compare(subject, "out", out, expected, mistakes)
-    _passed("eval mode uses the running statistics, leaves them unchanged and handles a batch of one.")
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "eps": eps, "running_mean": running_mean,
+                      "running_var": running_var, "expected": expected, "mistakes": mistakes})
+    return cases
 
 
-def check_cache_and_inputs(batchnorm_forward, n=10, d=4, seed=3):
-    """The inputs are not modified, and the train-mode cache holds what the backward pass needs."""
+def cache_and_inputs_cases(n=10, d=4, seed=3):
+    """One train-mode call without eps in bn_param (the default applies), with the statistics the cache
+    must hold."""
     rng = np.random.default_rng(seed)
     x = _features(rng, n, d)
     gamma, beta = _affine(rng, d)
-    passed_in = {"x": x, "gamma": gamma, "beta": beta}
-    originals = {name: value.copy() for name, value in passed_in.items()}
-    bn_param = {"mode": "train"}
-    subject = "batchnorm_forward's cache and inputs"
-    out, cache = _unpack_pair(batchnorm_forward(x, gamma, beta, bn_param), subject)
-    for name, original in originals.items():
-        if not np.array_equal(passed_in[name], original):
-            _fail(subject, f"the input `{name}` was modified by the call.",
-                  "operations such as `x -= mean` or `x /= std` change the caller's array in place; "
-                  "write `xc = x - mean` instead.")
-    if not isinstance(cache, dict):
-        _fail(subject, f"in train mode the cache must be a dict, but it is a {type(cache).__name__}.",
-              f"return a dict with the keys {list(CACHE_KEYS)}.")
-    missing = [key for key in CACHE_KEYS if key not in cache]
-    if missing:
-        _fail(subject, f"the cache lacks the key(s) {missing}.", f"the backward pass expects {list(CACHE_KEYS)}.")
-    shapes = {"x": (n, d), "x_hat": (n, d), "mean": (d,), "var": (d,), "std": (d,), "gamma": (d,)}
-    for key, shape in shapes.items():
-        value = _as_array(cache[key], subject, f"cache['{key}']")
-        if value.shape != shape:
-            _fail(subject, f"cache['{key}'] has shape {value.shape} but should have shape {shape}.")
-    c = {key: np.asarray(cache[key], dtype=np.float64) for key in CACHE_KEYS}
-    eps = reference.DEFAULT_EPS  # bn_param had no eps: the default applies (bn_param itself is the student's)
-    consistency = [
-        ("x", originals["x"], "cache['x'] should be the input x."),
-        ("gamma", originals["gamma"], "cache['gamma'] should be the gamma passed in."),
-    ]
-    for key, expected, text in consistency:
-        if not _close(c[key], expected):
-            _fail(subject, text)
-    if not np.isclose(float(c["eps"]), eps):
-        _fail(subject, f"cache['eps'] is {c['eps']} but the eps in use is {eps}.")
-    # The statistics themselves, against the reference: the backward pass needs the true values.
-    _, ref = reference.batchnorm_forward(originals["x"], originals["gamma"], originals["beta"],
-                                         {"mode": "train", "eps": eps})
-    x0 = originals["x"]
-    _compare(subject, "cache['mean']", c["mean"], ref["mean"])
-    _compare(subject, "cache['var']", c["var"], ref["var"], [Mistake(
-        x0.var(axis=0, ddof=1), "cache['var'] holds the unbiased variance; the cache needs the biased variance "
-                                "the output was normalised with.")])
-    _compare(subject, "cache['std']", c["std"], ref["std"], [Mistake(
-        np.sqrt(ref["var"]), "cache['std'] is sqrt(var) without eps; it must be sqrt(var + eps), the value the "
-                             "output was divided by.")])
-    _compare(subject, "cache['x_hat']", c["x_hat"], ref["x_hat"])
-    if not _close(_as_array(out, subject, "out"), c["gamma"] * c["x_hat"] + originals["beta"]):
-        _fail(subject, "out is not gamma * cache['x_hat'] + beta.")
-    _passed("the inputs are left unchanged and the cache holds consistent values for the backward pass.")
-
-
-REUSE_HINT = "spatial_batchnorm_forward reuses batchnorm_forward: if that fails its own checks, fix those first."
+    eps = reference.DEFAULT_EPS
+    _, ref = reference.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})
+    mistakes = {
+        "var": [Mistake(x.var(axis=0, ddof=1), "cache['var'] holds the unbiased variance; the cache needs the biased "
+                                               "variance the output was normalised with.")],
+        "std": [Mistake(np.sqrt(ref["var"]), "cache['std'] is sqrt(var) without eps; it must be sqrt(var + eps), the "
+                                             "value the output was divided by.")],
+    }
+    return {"x": x, "gamma": gamma, "beta": beta, "eps": eps, "mistakes": mistakes,
+            **{key: ref[key] for key in ("mean", "var", "std", "x_hat")}}
 
 
 def _spatial_mistakes(x, gamma, beta, eps):
@@ -236,22 +190,17 @@ def _spatial_mistakes(x, gamma, beta, eps):
     ]
 
 
-def check_spatial_batchnorm_forward(spatial_batchnorm_forward, shapes=((2, 3, 4, 5), (5, 4, 3, 3)), seed=4,
-                                    momentum=0.2):
-    """(N, C, H, W) output and per-channel running statistics, as torch.nn.BatchNorm2d computes them."""
+def spatial_cases(shapes=((2, 3, 4, 5), (5, 4, 3, 3)), seed=4, momentum=0.2):
+    """Two train steps per (N, C, H, W) shape: outputs and per-channel running statistics."""
     rng = np.random.default_rng(seed)
+    cases = []
     for n, c, h, w in shapes:
         means, scales = rng.uniform(-5, 5, size=c), rng.uniform(0.5, 3.0, size=c)
         batches = [rng.normal(means.reshape(1, c, 1, 1), scales.reshape(1, c, 1, 1), size=(n, c, h, w))
                    for _ in range(2)]
         gamma, beta = _affine(rng, c)
-        subject = f"spatial_batchnorm_forward, input of shape {(n, c, h, w)}"
-        bn_param, ref_param = {"mode": "train", "momentum": momentum}, {"mode": "train", "momentum": momentum}
-        for x in batches:
-            out, _ = _unpack_pair(spatial_batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), bn_param), subject)
-            expected, _ = reference.spatial_batchnorm_forward(x, gamma, beta, ref_param)
-            _compare(subject, "out", out, expected, _spatial_mistakes(x, gamma, beta, reference.DEFAULT_EPS),
-                     hint=REUSE_HINT)
+        ref_param = {"mode": "train", "momentum": momentum}
+        outputs = [reference.spatial_batchnorm_forward(x, gamma, beta, ref_param)[0] for x in batches]
         count = n * h * w
         var_mistakes = []
         if n > 1:  # with one image N/(N-1) is undefined, so nobody makes this mistake there
@@ -259,10 +208,42 @@ def check_spatial_batchnorm_forward(spatial_batchnorm_forward, shapes=((2, 3, 4,
                 _running_stats_after([reference.nchw_to_rows(x) for x in batches], momentum, correction_count=n)[1],
                 f"the unbiased correction used N/(N-1) with N={n} images; each channel has N*H*W={count} values, "
                 f"so the factor is {count}/{count - 1}."))
-        for key in ("running_mean", "running_var"):
-            if key not in bn_param:
-                _fail(subject, f"bn_param has no '{key}' after {len(batches)} train steps.", REUSE_HINT)
-            _compare(subject, f"bn_param['{key}']", bn_param[key], ref_param[key],
-                     var_mistakes if key == "running_var" else [],
-                     context=f"after {len(batches)} train steps with momentum={momentum}", hint=REUSE_HINT)
-    _passed(f"spatial batch norm matches torch.nn.BatchNorm2d for input shapes {list(shapes)}.")
+        cases.append({"batches": batches, "gamma": gamma, "beta": beta, "momentum": momentum, "outputs": outputs,
+                      "output_mistakes": [_spatial_mistakes(x, gamma, beta, reference.DEFAULT_EPS) for x in batches],
+                      "running_mean": ref_param["running_mean"], "running_var": ref_param["running_var"],
+                      "running_mean_mistakes": [], "running_var_mistakes": var_mistakes})
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks: the kit's comparison on cases built here
+# ---------------------------------------------------------------------------------------------
+
+def check_batchnorm_forward_train(batchnorm_forward, **params):
+    kit.verify_batchnorm_forward_train(batchnorm_forward, forward_train_cases(**params))
+
+
+def check_running_stats(batchnorm_forward, **params):
+    kit.verify_running_stats(batchnorm_forward, running_stats_cases(**params))
+
+
+def check_eval_mode(batchnorm_forward, **params):
+    kit.verify_eval_mode(batchnorm_forward, eval_mode_cases(**params))
+
+
+def check_cache_and_inputs(batchnorm_forward, **params):
+    kit.verify_cache_and_inputs(batchnorm_forward, cache_and_inputs_cases(**params))
+
+
+def check_spatial_batchnorm_forward(spatial_batchnorm_forward, **params):
+    kit.verify_spatial_batchnorm_forward(spatial_batchnorm_forward, spatial_cases(**params))
+
+
+#: The visible checks of the notebook and their cases, stored in the kit (``bnkit/fixtures``).
+VISIBLE = {
+    "check_batchnorm_forward_train": forward_train_cases,
+    "check_running_stats": running_stats_cases,
+    "check_eval_mode": eval_mode_cases,
+    "check_cache_and_inputs": cache_and_inputs_cases,
+    "check_spatial_batchnorm_forward": spatial_cases,
+}
