@@ -62,8 +62,20 @@ sandbox-tools:
 test: kit system-packages
 	$(BIN)/python -m pytest
 
-lab: venv
-	$(BIN)/jupyter lab exercises/
+# A student's environment, apart from the instructor's: JupyterLab, NumPy, matplotlib, torch and the
+# student kit, nothing else (no nbgrader, no book builder, no reference implementations).
+STUDENT_VENV := .venv-student
+$(STUDENT_VENV)/.installed: requirements-student.txt $(VENV)/.kit-installed
+	@test -x $(STUDENT_VENV)/bin/python || $(PYTHON) -m venv $(STUDENT_VENV)
+	$(STUDENT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(STUDENT_VENV)/bin/python -m pip install --quiet -r requirements-student.txt
+	$(STUDENT_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps $(KIT_WHEEL_DIR)/bnkit-*.whl
+	@touch $@
+
+# Root (a container, say) needs --allow-root; JupyterLab refuses to start without it.
+lab: $(STUDENT_VENV)/.installed
+	@if [ "$$(id -u)" = 0 ]; then echo "Running as root (in a container?): starting JupyterLab with --allow-root."; fi
+	JUPYTER_PATH=$(CURDIR)/$(STUDENT_VENV)/share/jupyter $(STUDENT_VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) exercises/
 
 # Chapter 4's experiments on this machine's device (CUDA when available): writes chapters/results/.
 # SIZE=tiny|cpu|gpu overrides the default (gpu on CUDA, cpu otherwise); MNIST=folder uses real MNIST.

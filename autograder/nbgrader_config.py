@@ -26,6 +26,25 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "autograder"
 # Never copy instructor-side files next to a student's notebook.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".nbgrader.log"]
 
+# Released notebooks carry the course site's address (html.baseurl in _config.yml) in their setup
+# cell, so that a notebook opened alone installs the student kit from the site. The rest is
+# nbgrader's own list for 0.9.6.
+c.GenerateAssignment.preprocessors = [
+    "bncourse.site.FillKitSite",
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Execution. `Execute.timeout` is the per-cell limit nbgrader uses (it overrides
 # ExecutePreprocessor.timeout). On a timeout the kernel is interrupted and the remaining cells
 # still run, so a hanging answer loses only the checks that depend on it.

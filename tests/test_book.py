@@ -1,14 +1,11 @@
 """The book builds from clean with Sphinx warnings as errors and no cell errors, and the built
 site works in a real browser (Debian's chromium driven by Playwright)."""
 
-import functools
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,17 +20,6 @@ CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_ba
 EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """Build into a fresh folder: no execution cache, so every chapter is executed."""
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", str(REPO), "--path-output", str(out), "-W", "--keep-going"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    return out / "_build" / "html"
 
 
 def executed_output(html_page: Path) -> str:
@@ -271,20 +257,6 @@ def test_exercise_page_offers_the_notebook_and_its_chapter_links_to_it(site, exe
 
 
 @pytest.fixture(scope="module")
-def server(site):
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # keep the test log readable
-            pass
-
-    handler = functools.partial(QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
@@ -351,4 +323,57 @@ def test_search_finds_momentum(browser, server):
     tab.wait_for_selector("#search-results li", timeout=20000)
     results = tab.inner_text("#search-results")
     assert "Deriving Batch Normalization" in results
+    tab.close()
+
+
+@pytest.mark.parametrize("page", EXERCISE_PAGES)
+def test_exercise_page_offers_the_bundle_the_notebook_and_the_setup_lines(browser, server, page):
+    tab = browser.new_page()
+    tab.goto(f"{server}/{page}", wait_until="networkidle")
+    box = tab.locator("#get-this-exercise")
+    assert box.is_visible()
+    text = box.inner_text()
+    assert "pip install -r requirements.txt" in text and "jupyter lab" in text and "no answers" in text
+    links = [box.locator("a").nth(i).evaluate("a => a.href") for i in range(box.locator("a").count())]
+    assert any(link.endswith(".zip") for link in links) and any(link.endswith(".ipynb") for link in links)
+    for link in links:
+        assert tab.request.get(link).status == 200, link
+    # no launch button while no public repository is configured
+    assert tab.locator("a[href*='colab.research.google.com'], a[href*='mybinder']").count() == 0
+    tab.close()
+
+
+@pytest.fixture(scope="module")
+def site_with_launch_buttons(tmp_path_factory, site):
+    """The exercise pages built once more, unexecuted, with placeholder public addresses in the config."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("launch")
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    config["repository"] = {"url": "https://github.com/example/bn-course-student", "branch": "main"}
+    config["launch_buttons"].update(colab_url="https://colab.research.google.com", binderhub_url="https://mybinder.org",
+                                    jupyterhub_url="https://hub.example.org")
+    config["execute"]["execute_notebooks"] = "off"
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    toc["parts"] = [part for part in toc["parts"] if part["caption"] == "Exercises"]
+    (tmp / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp / "_toc.yml").write_text(yaml.safe_dump(toc))
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(REPO), "--config", str(tmp / "_config.yml"),
+                             "--toc", str(tmp / "_toc.yml"), "--path-output", str(tmp / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return tmp / "out" / "_build" / "html"
+
+
+@pytest.mark.parametrize("page", EXERCISE_PAGES)
+def test_launch_buttons_appear_when_a_public_repository_is_configured(browser, site_with_launch_buttons, page):
+    tab = browser.new_page()
+    tab.goto(f"file://{site_with_launch_buttons / page}")
+    notebook = page.replace(".html", ".ipynb")
+    for service in ("https://colab.research.google.com/github/example/bn-course-student/blob/main/",
+                    "https://mybinder.org/v2/gh/example/bn-course-student/main", "https://hub.example.org/hub/"):
+        button = tab.locator(f"a[href^='{service}']")
+        assert button.count() == 1, service
+        assert notebook in button.first.evaluate("a => decodeURIComponent(a.href)")
     tab.close()

@@ -10,7 +10,7 @@ Modules, in the order a submission meets them:
     gradebook   the only code that writes nbgrader's gradebook
     pipeline    the batch: parallel workers, saved results, summary
 
-Conventions for exercise authors: ``AUTHORING.md`` in this folder.
+Conventions for exercise authors: ``AUTHORING.md`` at the top of the repository.
 """
 
 from .pipeline import CellResult, Course, StudentResult, format_summary, grade_assignment, main, write_summary

@@ -4,7 +4,7 @@ Each module defines ``CHECKS``: for every test cell (by ``grade_id``) a function
 ``check(answers, rng)`` that raises ``AssertionError`` (``CheckFailed``) when the student's answer
 is wrong. ``answers.<name>`` calls the student's function of that name in the answers sandbox;
 ``rng`` is a NumPy generator seeded with a secret that differs per student and per cell, so draw
-shapes, seeds and parameters from it. See ``../AUTHORING.md``.
+shapes, seeds and parameters from it. See ``AUTHORING.md`` at the top of the repository.
 """
 
 import importlib
