@@ -15,7 +15,7 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # ipykernel's debugger prints a warning on stderr at every kernel start without this.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv kit book test lab exercises experiments grade lock system-packages sandbox-tools clean
+.PHONY: help venv kit solution-notebooks book test lab exercises experiments grade lock system-packages sandbox-tools clean
 
 help:
 	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | experiments [SIZE=tiny|cpu|gpu] [MNIST=folder] | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
@@ -59,7 +59,7 @@ system-packages:
 sandbox-tools:
 	@command -v bwrap >/dev/null || { $(APT_INSTALL) bubblewrap; }
 
-test: kit system-packages
+test: kit solution-notebooks system-packages
 	$(BIN)/python -m pytest
 
 # A student's environment, apart from the instructor's: JupyterLab, NumPy, matplotlib, torch and the
@@ -82,12 +82,16 @@ lab: $(STUDENT_VENV)/.installed
 experiments: venv
 	$(BIN)/python -m bncourse.experiments.bn_training $(if $(SIZE),--size $(SIZE)) $(if $(MNIST),--mnist $(MNIST))
 
+# solutions/<ex>/<ex>.md (MyST markdown, what authors edit) -> <ex>.ipynb beside it (git-ignored), for nbgrader.
+solution-notebooks: venv
+	$(BIN)/python -m bncourse.solution_sources
+
 # exercises/ is what nbgrader makes of solutions/ (a test checks they agree).
-exercises: venv
+exercises: solution-notebooks
 	cd autograder && for a in $(ASSIGNMENTS); do ../$(BIN)/nbgrader generate_assignment $$a --force --no-db || exit 1; done
 
 # Optional: LMS=folder of downloads, WORKERS=n (default: cores), DB_URL=postgresql+psycopg://...
-grade: venv sandbox-tools
+grade: solution-notebooks sandbox-tools
 	$(BIN)/python -m bncourse.grading $(ASSIGNMENT) $(if $(LMS),--lms $(LMS)) $(if $(WORKERS),--workers $(WORKERS)) \
 	  $(if $(DB_URL),--db-url $(DB_URL))
 

@@ -223,17 +223,68 @@ def test_bundle_holds_notebook_kit_requirements_and_three_lines(site, exercise):
 
 
 @pytest.fixture(scope="module")
-def student_python(tmp_path_factory):
-    """A fresh virtual environment with the kit's declared dependencies (numpy; torch for the exercises
-    that need it) and nbconvert's kernel machinery only: no repository on the path, no bncourse."""
-    venv = tmp_path_factory.mktemp("student-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    pins = {line.split("==")[0]: line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")}
-    wanted = [pins[p] for p in ("numpy", "torch", "nbclient", "nbformat", "ipykernel")]
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *wanted], check=True, capture_output=True)
-    return python
+def student_venv(tmp_path_factory):
+    """A fresh student environment made by the Makefile's own recipe (what `make lab` sets up): JupyterLab
+    and the libraries the notebooks import, then the kit's wheel. No repository on the path, no bncourse,
+    no nbgrader."""
+    venv = tmp_path_factory.mktemp("student") / "venv"
+    subprocess.run(["make", "--no-print-directory", f"{venv}/.installed", f"STUDENT_VENV={venv}"], cwd=REPO,
+                   check=True, capture_output=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "--yes", "--quiet", "bnkit"], check=True)
+    return venv   # without the kit: each test installs it from a bundle, as a student would
+
+
+@pytest.fixture(scope="module")
+def student_python(student_venv):
+    return student_venv / "bin" / "python"
+
+
+def test_student_environment_is_a_students(student_venv):
+    listed = subprocess.run([str(student_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, check=True).stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert {"jupyterlab", "numpy", "torch", "nbconvert"} <= names
+    assert not names & {"nbgrader", "bncourse", "jupyter-book", "playwright", "psycopg", "sphinx"}, names
+
+
+@pytest.mark.slow
+def test_make_lab_starts_jupyterlab_for_students_even_as_root(student_venv, tmp_path):
+    """`make lab` in a container (as root here) starts JupyterLab with a clear message, and JupyterLab has no
+    nbgrader instructor extensions."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([str(student_venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+                    *map(str, (REPO / "_build" / "kit").glob("bnkit-*.whl"))], check=True)
+    log = tmp_path / "lab.log"
+    with open(log, "w") as out:
+        lab = subprocess.Popen(["make", "--no-print-directory", "lab", f"STUDENT_VENV={student_venv}",
+                                f"LAB_ARGS=--no-browser --port={port} --ServerApp.token=test"],
+                               cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and status != 200:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=test", timeout=5) as r:
+                    status = r.status
+            except OSError:
+                pass
+        text = log.read_text()
+        assert status == 200, text[-3000:]
+        if os.geteuid() == 0:
+            assert "Running as root" in text and "--allow-root" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token=test", timeout=10) as r:
+            page = r.read().decode()
+        assert "nbgrader" not in page.lower()
+    finally:
+        os.killpg(lab.pid, 15)
+        lab.wait(timeout=30)
+    subprocess.run([str(student_venv / "bin" / "python"), "-m", "pip", "uninstall", "--yes", "--quiet", "bnkit"],
+                   check=True)
 
 
 def student_env(python: Path) -> dict:
@@ -273,6 +324,8 @@ def test_bundle_from_the_site_works_in_a_fresh_environment(site, server, student
         zipfile.ZipFile(io.BytesIO(response.read())).extractall(folder)
     work = folder / exercise
     env = student_env(student_python)
+    subprocess.run([str(student_python), "-m", "pip", "uninstall", "--yes", "--quiet", "bnkit"], env=env,
+                   capture_output=True)   # each bundle's notebook installs its own kit
     released = nbformat.read(work / f"{exercise}.ipynb", as_version=4)
     wrong = wrong_answers.for_exercise(exercise).WRONG_ANSWERS
     test_cells = set(wrong_answers.for_exercise(exercise).TEST_CELL_POINTS)
