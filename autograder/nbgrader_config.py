@@ -24,7 +24,8 @@ c.CourseDirectory.autograded_directory = "autograder/autograded"
 c.CourseDirectory.feedback_directory = "autograder/feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "autograder", "gradebook.db")
 # Never copy instructor-side files next to a student's notebook.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".nbgrader.log"]
+# "*.md": the MyST sources in solutions/ (with the solutions) never go into exercises/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".nbgrader.log", "*.md"]
 
 # Released notebooks carry the course site's address (html.baseurl in _config.yml) in their setup
 # cell, so that a notebook opened alone installs the student kit from the site. The rest is

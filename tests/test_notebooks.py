@@ -62,3 +62,16 @@ def test_every_test_cell_has_a_trusted_check_that_the_solution_passes(assignment
     checks = trusted_checks(assignment)
     assert set(checks) == test_cells
     pipeline.self_test(pipeline.Course(REPO), assignment, released, checks, Limits(cell_seconds=30))
+
+
+def test_solution_notebooks_are_made_from_their_myst_sources():
+    """solutions/<ex>/<ex>.md is the source; the .ipynb nbgrader reads is generated from it, and current."""
+    from bncourse import solution_sources
+
+    assert [p.parent.name for p in solution_sources.sources()] == ASSIGNMENTS
+    assert solution_sources.main(["--check"]) == 0, "run `make solution-notebooks`"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_released_folder_holds_the_notebook_only(assignment):
+    assert [p.name for p in (REPO / "exercises" / assignment).iterdir()] == [f"{assignment}.ipynb"]

@@ -185,6 +185,7 @@ def _execute(python, path: Path, cwd: Path, env: dict):
 # From the website alone, in a fresh environment
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_published_files_hold_no_answers(site):
     files = {}
     for path in (site / "_static").rglob("*"):
@@ -204,6 +205,7 @@ def test_published_files_hold_no_answers(site):
     assert_holds_no_answers("the published site", files)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exercise", ASSIGNMENTS)
 def test_bundle_holds_notebook_kit_requirements_and_three_lines(site, exercise):
     with zipfile.ZipFile(site / "_static" / "bundles" / f"{exercise}.zip") as z:

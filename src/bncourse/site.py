@@ -16,6 +16,7 @@ reads ``solutions/``: the bundles hold the released notebook and the kit, which 
 from __future__ import annotations
 
 import html
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -30,9 +31,11 @@ def exercises() -> list[str]:
 
 def requirements(notebook_text: str, wheel: str) -> str:
     """What a student installs for one exercise: the kit, the libraries its notebook imports, JupyterLab."""
+    code = "\n".join("".join(cell["source"]) for cell in json.loads(notebook_text)["cells"]
+                     if cell["cell_type"] == "code")
     lines = [f"./{wheel}", "numpy"]
     for library in ("matplotlib", "torch"):
-        if re.search(rf"^\s*(import|from) {library}\b", notebook_text, re.M):
+        if re.search(rf"^\s*(import|from) {library}\b", code, re.M):
             lines.append(library)
     return "\n".join([*lines, "jupyterlab", ""])
 

@@ -2,6 +2,8 @@
 
 Why some mistakes fail two cells: ``spatial_batchnorm_backward`` reuses ``batchnorm_backward``, and
 the solution's ``BatchNormFunction`` calls ``batchnorm_backward_alt``, as the exercise suggests.
+The given wrappers ``numerical_gradient_of_tanh_layer`` and ``batchnorm_function_gradients`` sit in
+read-only cells of their own (``given_*``), so no replacement here touches them.
 """
 
 from . import WrongAnswer
@@ -40,6 +42,10 @@ WRONG_ANSWERS = [
           "        x[index] = original\n        minus = np.sum(f(x) * dout)\n"),
          ("grad[index] = (plus - minus) / (2 * h)", "grad[index] = (plus - minus) / h")),
         frozenset({"test_numerical_gradient"}), says="one-sided"),
+    WrongAnswer(
+        "numerical_gradient_leaves_x_changed", "gradient_checking",
+        (("        x[index] = original\n        grad[index]", "        grad[index]"),),
+        frozenset({"test_numerical_gradient"}), says="put the original value back"),
     WrongAnswer(
         "elementwise_relative_error", "gradient_checking",
         (("    total = np.linalg.norm(a) + np.linalg.norm(b)\n    if total == 0:\n        return 0.0\n"

@@ -27,7 +27,7 @@ def encode(value):
             raise TypeError(f"only numeric arrays go into fixtures, not {value.dtype}")
         array = np.ascontiguousarray(value)
         return {"__array__": base64.b64encode(array.tobytes()).decode("ascii"), "dtype": array.dtype.str,
-                "shape": list(array.shape)}
+                "shape": list(value.shape)}  # ascontiguousarray makes 0-d arrays 1-d
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, tuple):

@@ -1,18 +1,24 @@
-"""Checks for Exercise 5: LayerNorm (forward and backward), GroupNorm, RMSNorm, and which
-normalizations make an example's output independent of its batch.
+"""Cases for the checks of Exercise 5: LayerNorm (forward and backward), GroupNorm, RMSNorm, and
+which normalizations make an example's output independent of its batch.
 
-Expected values come from :mod:`bncourse.reference` (tested against ``torch.nn.LayerNorm``,
+Each ``*_cases`` function builds inputs from its parameters and computes the expected outputs and
+the outputs of known mistakes: with :mod:`bncourse.reference` (tested against ``torch.nn.LayerNorm``,
 ``GroupNorm`` and ``RMSNorm`` in float64); the batch-independence answer is decided by running
 PyTorch's own layers. Inputs give every example its own offset and scale *and* every feature its
-own, so that statistics over the wrong axis give visibly wrong numbers.
+own, so that statistics over the wrong axis give visibly wrong numbers. The comparison itself is
+the student kit's (:mod:`bnkit.ex05_layernorm`): the kit's notebook checks run it on the cases built
+here with the default parameters (stored in the kit as data), the hidden tests and the grader's
+trusted checks on other parameters. ``check_*`` does both steps.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from bnkit import ex05_layernorm as kit
+from bnkit.ex05_layernorm import NORMALIZATION_NAMES  # noqa: F401 - exported by bncourse.checks
 
 from .. import reference
-from ._core import CheckFailed, Mistake, _affine, _as_array, _compare, _fail, _passed, _unpack_pair
+from ._core import Mistake, _affine
 
 DEFAULT_EPS = reference.DEFAULT_EPS
 
@@ -34,18 +40,6 @@ def _normalize(x, axis, ddof=0, eps=DEFAULT_EPS, eps_inside=True):
 def _eps_cases(shapes):
     """The eps passed with each shape: the default, and once a larger one, which a hard-coded 1e-5 gets wrong."""
     return [1e-3 if i == 1 else DEFAULT_EPS for i in range(len(shapes))]
-
-
-def _raised(error: Exception, exception: type) -> bool:
-    """Whether ``error`` says the student's function raised ``exception``: in a notebook it is that
-    exception itself; through the grader's sandbox it arrives as an AnswerError naming it."""
-    return isinstance(error, exception) or f"raised {exception.__name__}" in str(error)
-
-
-def _graders_own(error: Exception) -> bool:
-    """Errors of the grading machinery (a sandbox failure, a time-out) that a check must let through."""
-    kind = type(error).__name__
-    return kind == "SandboxFailure" or (kind == "AnswerError" and " raised " not in str(error))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,62 +80,34 @@ def _layernorm_mistakes(x, gamma, beta, eps):
     return mistakes
 
 
-def check_layernorm_forward(layernorm_forward, shapes=((4, 6), (16, 5), (3, 7, 8)), seed=0):
-    """``layernorm_forward(x, gamma, beta, eps)`` returns ``(out, cache)``; out against the reference
-    (``torch.nn.LayerNorm(D)``), and the cache's statistics against the reference's."""
+def layernorm_forward_cases(shapes=((4, 6), (16, 5), (3, 7, 8)), seed=0):
+    """Inputs of the given shapes (the second with eps=1e-3), the reference's out and cache statistics
+    (``torch.nn.LayerNorm(D)`` agrees), and the outputs of known mistakes."""
     rng = np.random.default_rng(seed)
+    cases = []
     for shape, eps in zip(shapes, _eps_cases(shapes)):
         shape = tuple(shape)
         x = _examples(rng, shape)
         gamma, beta = _affine(rng, shape[-1])
-        subject = f"layernorm_forward for an input of shape {shape} (eps={eps})"
-        given = x.copy()
-        out, cache = _unpack_pair(layernorm_forward(given, gamma.copy(), beta.copy(), eps), subject)
-        if not np.array_equal(given, x):
-            _fail(subject, "x was modified by the call.", "compute new arrays (x - mean), not x -= mean.")
         expected, expected_cache = reference.layernorm_forward(x, gamma, beta, eps)
-        _compare(subject, "out", out, expected, _layernorm_mistakes(x, gamma, beta, eps))
-        if not isinstance(cache, dict):
-            _fail(subject, f"the cache should be a dict but is a {type(cache).__name__}.")
-        missing = [key for key in reference.LAYERNORM_CACHE_KEYS if key not in cache]
-        if missing:
-            _fail(subject, f"the cache has no key(s) {missing}.",
-                  f"the backward pass reads {list(reference.LAYERNORM_CACHE_KEYS)}.")
-        for key in ("mean", "var", "std", "x_hat"):
-            want = expected_cache[key]
-            got = _as_array(cache[key], subject, f"cache['{key}']")
-            if key != "x_hat" and got.shape == shape[:-1]:
-                _fail(subject, f"cache['{key}'] has shape {got.shape}; keep the reduced axis: shape {want.shape}.",
-                      "use keepdims=True, so the statistic broadcasts against x.")
-            _compare(subject, f"cache['{key}']", got, want)
-    _passed(f"layernorm_forward matches torch.nn.LayerNorm for input shapes {[tuple(s) for s in shapes]}.")
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "eps": eps, "expected": expected,
+                      "mistakes": _layernorm_mistakes(x, gamma, beta, eps),
+                      "cache": {key: expected_cache[key] for key in ("mean", "var", "std", "x_hat")}})
+    return cases
 
 
-def check_layernorm_invariances(layernorm_forward, shapes=((6, 5), (2, 3, 9)), seed=4):
-    """Properties LayerNorm has whatever the numbers: an example's output does not depend on the other
-    examples, and (with eps = 0) not on a positive rescaling or a shift of the example."""
+def layernorm_invariances_cases(shapes=((6, 5), (2, 3, 9)), seed=4):
+    """Inputs, and for each example a positive scale and a shift that must not change its output (eps=0)."""
     rng = np.random.default_rng(seed)
+    cases = []
     for shape in shapes:
         shape = tuple(shape)
         x = _examples(rng, shape)
         gamma, beta = _affine(rng, shape[-1])
-        subject = f"layernorm_forward for an input of shape {shape}"
-        whole = _as_array(_unpack_pair(layernorm_forward(x.copy(), gamma, beta, DEFAULT_EPS), subject)[0],
-                          subject, "out")
-        alone = _as_array(_unpack_pair(layernorm_forward(x[:1].copy(), gamma, beta, DEFAULT_EPS), subject)[0],
-                          subject, "out")
-        if alone.shape != x[:1].shape or not np.allclose(alone, whole[:1], rtol=1e-9, atol=1e-9):
-            _fail(subject, "the output for the first example changes when the rest of the batch is removed.",
-                  "LayerNorm's statistics come from the example alone (axis=-1), never from the batch.")
         lead = shape[:-1] + (1,)
         scale, shift = rng.uniform(0.2, 5.0, size=lead), rng.uniform(-10, 10, size=lead)
-        plain = _unpack_pair(layernorm_forward(x.copy(), gamma, beta, 0.0), subject)[0]
-        moved = _unpack_pair(layernorm_forward(scale * x + shift, gamma, beta, 0.0), subject)[0]
-        if not np.allclose(_as_array(moved, subject, "out"), _as_array(plain, subject, "out"), rtol=1e-8, atol=1e-8):
-            _fail(subject, "with eps=0, scaling each example by its own positive factor and shifting it by its own "
-                           "constant changed the output.",
-                  "LayerNorm subtracts each example's mean and divides by its standard deviation, so it should not.")
-    _passed("layernorm_forward ignores the rest of the batch and each example's own shift and scale.")
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "eps": DEFAULT_EPS, "scale": scale, "shift": shift})
+    return cases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,41 +157,20 @@ def _layernorm_backward_mistakes(dout, cache):
     return dx, dgamma, dbeta
 
 
-def check_layernorm_backward(layernorm_backward, shapes=((4, 6), (16, 5), (3, 7, 8)), seed=1):
-    """``layernorm_backward(dout, cache)`` returns ``(dx, dgamma, dbeta)``; the cache is built here by the
-    reference forward pass, so this check does not depend on the student's forward pass."""
+def layernorm_backward_cases(shapes=((4, 6), (16, 5), (3, 7, 8)), seed=1):
+    """``dout`` and the reference forward pass's cache for each shape, so the check does not depend on the
+    student's forward pass; the reference gradients (torch autograd agrees) and the known mistakes'."""
     rng = np.random.default_rng(seed)
+    cases = []
     for shape in shapes:
         shape = tuple(shape)
         x = _examples(rng, shape)
         gamma, beta = _affine(rng, shape[-1])
         dout = rng.normal(size=shape)
         _, cache = reference.layernorm_forward(x, gamma, beta)
-        subject = f"layernorm_backward for an input of shape {shape}"
-        given_dout = dout.copy()
-        given_cache = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in cache.items()}
-        result = layernorm_backward(given_dout, given_cache)
-        if not np.array_equal(given_dout, dout):
-            _fail(subject, "dout was modified by the call.", "write g = dout * gamma, not dout *= gamma.")
-        for key, value in cache.items():
-            if not np.array_equal(np.asarray(given_cache.get(key)), np.asarray(value)):
-                _fail(subject, f"cache['{key}'] was modified by the call.", "compute new arrays instead.")
-        if result is None:
-            _fail(subject, "the function returned None.", "did you forget `return dx, dgamma, dbeta`?")
-        if not isinstance(result, (tuple, list)) or len(result) != 3:
-            _fail(subject, "the function must return three values `(dx, dgamma, dbeta)`.")
-        expected = reference.layernorm_backward(dout, cache)
-        known = _layernorm_backward_mistakes(dout, cache)
-        for name, got, want, mistakes in zip(("dx", "dgamma", "dbeta"), result, expected, known):
-            got = _as_array(got, subject, name)
-            if name != "dx" and got.shape != want.shape:
-                _fail(subject, f"{name} has shape {got.shape} but should have shape {want.shape}, one number per "
-                               "feature.",
-                      "sum over every axis except the last: every example (and every position) contributes. "
-                      "For any shape: dout.reshape(-1, D).sum(axis=0).")
-            _compare(subject, name, got, want, mistakes)
-    _passed(f"layernorm_backward matches the gradients of torch.nn.LayerNorm for input shapes "
-            f"{[tuple(s) for s in shapes]}.")
+        cases.append({"dout": dout, "cache": cache, "expected": list(reference.layernorm_backward(dout, cache)),
+                      "mistakes": list(_layernorm_backward_mistakes(dout, cache))})
+    return cases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,11 +214,12 @@ def _groupnorm_mistakes(x, gamma, beta, groups, eps):
     return mistakes
 
 
-def check_groupnorm_forward(groupnorm_forward, cases=(((2, 6, 3, 3), 3), ((4, 4, 2, 5), 2), ((3, 8, 5), 4)),
-                            seed=2):
-    """``groupnorm_forward(x, gamma, beta, num_groups, eps)`` for (N, C, ...) inputs, against the reference
-    (``torch.nn.GroupNorm``); a group count that does not divide C must raise ValueError, as torch does."""
+def groupnorm_forward_cases(cases=(((2, 6, 3, 3), 3), ((4, 4, 2, 5), 2), ((3, 8, 5), 4)), seed=2):
+    """(N, C, ...) inputs with their group counts (the second with eps=1e-3), the reference's output
+    (``torch.nn.GroupNorm`` agrees) and the known mistakes'; then an input whose channel count the group
+    count does not divide, which must raise ValueError."""
     rng = np.random.default_rng(seed)
+    built = []
     for (shape, groups), eps in zip(cases, _eps_cases(cases)):
         shape = tuple(shape)
         c = shape[1]
@@ -281,31 +227,13 @@ def check_groupnorm_forward(groupnorm_forward, cases=(((2, 6, 3, 3), 3), ((4, 4,
         x = rng.normal(rng.uniform(-4, 4, size=per_channel_shape), rng.uniform(0.5, 3, size=per_channel_shape),
                        size=shape)
         gamma, beta = _affine(rng, c)
-        subject = f"groupnorm_forward for an input of shape {shape} with num_groups={groups} (eps={eps})"
-        given = x.copy()
-        out = groupnorm_forward(given, gamma.copy(), beta.copy(), groups, eps)
-        if not np.array_equal(given, x):
-            _fail(subject, "x was modified by the call.")
-        _compare(subject, "out", out, reference.groupnorm_forward(x, gamma, beta, groups, eps),
-                 _groupnorm_mistakes(x, gamma, beta, groups, eps))
+        built.append({"x": x, "gamma": gamma, "beta": beta, "num_groups": int(groups), "eps": eps,
+                      "expected": reference.groupnorm_forward(x, gamma, beta, groups, eps),
+                      "mistakes": _groupnorm_mistakes(x, gamma, beta, groups, eps)})
     # 6 channels of length 4: 24 values per example, which reshape(N, 4, -1) would split without complaint
-    x = rng.normal(size=(2, 6, 4))
-    subject = "groupnorm_forward for an input of shape (2, 6, 4) with num_groups=4"
-    try:
-        groupnorm_forward(x, np.ones(6), np.zeros(6), 4, DEFAULT_EPS)
-    except Exception as error:  # noqa: BLE001 - the student's exception, named below
-        if _graders_own(error):
-            raise
-        if not _raised(error, ValueError):
-            said = str(error) if type(error).__name__ == "AnswerError" else f"{type(error).__name__}: {error}"
-            _fail(subject, f"the function should raise ValueError, but it raised {said}.",
-                  "check the divisibility first: `if C % num_groups: raise ValueError(...)`, with a message that "
-                  "says what is wrong.")
-    else:
-        _fail(subject, "4 groups cannot split 6 channels evenly, but the function returned a result.",
-              "torch.nn.GroupNorm raises ValueError; start with `if C % num_groups: raise ValueError(...)`.")
-    _passed(f"groupnorm_forward matches torch.nn.GroupNorm for {[(tuple(s), g) for s, g in cases]} (shape, groups), "
-            "and refuses a group count that does not divide C.")
+    indivisible = {"x": rng.normal(size=(2, 6, 4)), "gamma": np.ones(6), "beta": np.zeros(6), "num_groups": 4,
+                   "eps": DEFAULT_EPS}
+    return {"cases": built, "indivisible": indivisible}
 
 
 def _rms(x, eps, *, centred=False, total=False, eps_inside=True, axis=-1):
@@ -314,18 +242,15 @@ def _rms(x, eps, *, centred=False, total=False, eps_inside=True, axis=-1):
     return np.sqrt(square + eps) if eps_inside else np.sqrt(square) + eps
 
 
-def check_rmsnorm_forward(rmsnorm_forward, shapes=((4, 6), (16, 5), (2, 5, 8)), seed=3):
-    """``rmsnorm_forward(x, gamma, eps)`` against the reference (``torch.nn.RMSNorm(D, eps=eps)``)."""
+def rmsnorm_forward_cases(shapes=((4, 6), (16, 5), (2, 5, 8)), seed=3):
+    """Inputs of the given shapes (the second with eps=1e-3), the reference's output
+    (``torch.nn.RMSNorm(D, eps=eps)`` agrees) and the known mistakes'."""
     rng = np.random.default_rng(seed)
+    cases = []
     for shape, eps in zip(shapes, _eps_cases(shapes)):
         shape = tuple(shape)
         x = _examples(rng, shape)
         gamma = _affine(rng, shape[-1])[0]
-        subject = f"rmsnorm_forward for an input of shape {shape} (eps={eps})"
-        given = x.copy()
-        out = rmsnorm_forward(given, gamma.copy(), eps)
-        if not np.array_equal(given, x):
-            _fail(subject, "x was modified by the call.")
         centred = x - x.mean(axis=-1, keepdims=True)
         mistakes = [
             Mistake(gamma * centred / _rms(x, eps, centred=True),
@@ -345,15 +270,14 @@ def check_rmsnorm_forward(rmsnorm_forward, shapes=((4, 6), (16, 5), (2, 5, 8)), 
         if eps != DEFAULT_EPS:
             mistakes.append(Mistake(gamma * x / _rms(x, DEFAULT_EPS),
                                     f"the output matches eps = {DEFAULT_EPS} instead of the eps={eps} passed in."))
-        _compare(subject, "out", out, reference.rmsnorm_forward(x, gamma, eps), mistakes)
-    _passed(f"rmsnorm_forward matches torch.nn.RMSNorm for input shapes {[tuple(s) for s in shapes]}.")
+        cases.append({"x": x, "gamma": gamma, "eps": eps, "expected": reference.rmsnorm_forward(x, gamma, eps),
+                      "mistakes": mistakes})
+    return cases
 
 
 # ---------------------------------------------------------------------------------------------
 # Which normalizations depend on the batch
 # ---------------------------------------------------------------------------------------------
-
-NORMALIZATION_NAMES = ("batchnorm_train", "batchnorm_eval", "layernorm", "instancenorm", "groupnorm", "rmsnorm")
 
 _WHY = {
     "batchnorm_train": "in train mode batch norm normalizes with the mean and variance of the current batch, so an "
@@ -400,26 +324,48 @@ def _batch_independent_by_experiment(seed=0) -> set:
     return independent
 
 
-def check_batch_independent_normalizations(batch_independent_normalizations):
-    """The student's set of names against what PyTorch's layers do, one message per wrong name."""
-    subject = "batch_independent_normalizations()"
-    answer = batch_independent_normalizations()
-    if answer is None:
-        _fail(subject, "the function returned None.", "return a set of names, e.g. {\"layernorm\"}.")
-    if isinstance(answer, str) or not isinstance(answer, (set, frozenset, list, tuple)):
-        _fail(subject, f"the function should return a set of names but returned a {type(answer).__name__}.",
-              "e.g. return {\"layernorm\", \"rmsnorm\"}.")
-    names = set()
-    for name in answer:
-        if name not in NORMALIZATION_NAMES:
-            _fail(subject, f"{name!r} is not one of the names {list(NORMALIZATION_NAMES)}.")
-        names.add(name)
-    expected = _batch_independent_by_experiment()
-    wrongly_in = sorted(names - expected)
-    wrongly_out = sorted(expected - names)
-    if wrongly_in or wrongly_out:
-        lines = [f"{n} is in your set, but {_WHY[n]}" for n in wrongly_in]
-        lines += [f"{n} is missing from your set: {_WHY[n]}" for n in wrongly_out]
-        raise CheckFailed(f"\n{subject}: " + "\n  ".join(lines))
-    _passed("batch_independent_normalizations names exactly the layers whose output for an example does not "
-            "depend on its batch (checked by running PyTorch's layers).")
+def batch_independence_cases(seed=0):
+    """The right answer, found by running PyTorch's layers (a sorted list of names), and for every name
+    why it belongs in the set or not: the message for the known wrong answer of leaving it out or putting
+    it in."""
+    independent = _batch_independent_by_experiment(seed)
+    assert set(_WHY) == set(NORMALIZATION_NAMES) >= independent
+    return {"independent": sorted(independent), "why": dict(_WHY)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks: the kit's comparison on cases built here
+# ---------------------------------------------------------------------------------------------
+
+def check_layernorm_forward(layernorm_forward, **params):
+    kit.verify_layernorm_forward(layernorm_forward, layernorm_forward_cases(**params))
+
+
+def check_layernorm_invariances(layernorm_forward, **params):
+    kit.verify_layernorm_invariances(layernorm_forward, layernorm_invariances_cases(**params))
+
+
+def check_layernorm_backward(layernorm_backward, **params):
+    kit.verify_layernorm_backward(layernorm_backward, layernorm_backward_cases(**params))
+
+
+def check_groupnorm_forward(groupnorm_forward, **params):
+    kit.verify_groupnorm_forward(groupnorm_forward, groupnorm_forward_cases(**params))
+
+
+def check_rmsnorm_forward(rmsnorm_forward, **params):
+    kit.verify_rmsnorm_forward(rmsnorm_forward, rmsnorm_forward_cases(**params))
+
+
+def check_batch_independent_normalizations(batch_independent_normalizations, **params):
+    kit.verify_batch_independent_normalizations(batch_independent_normalizations, batch_independence_cases(**params))
+
+
+#: The visible checks of the notebook and their cases, stored in the kit (``bnkit/fixtures``).
+VISIBLE = {
+    "check_layernorm_forward": layernorm_forward_cases,
+    "check_layernorm_backward": layernorm_backward_cases,
+    "check_groupnorm_forward": groupnorm_forward_cases,
+    "check_rmsnorm_forward": rmsnorm_forward_cases,
+    "check_batch_independent_normalizations": batch_independence_cases,
+}

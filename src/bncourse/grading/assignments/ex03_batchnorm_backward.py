@@ -1,7 +1,9 @@
 """Trusted checks for Exercise 3: the same check helpers the notebook uses, on secret inputs.
 
 Shapes and seeds are drawn per student from ``rng``, covering what the visible and hidden tests
-cover (a batch of two, a single feature, single images) without being any of them.
+cover (a batch of two, a single feature, single images) without being any of them. The two wrappers
+called here by name, ``numerical_gradient_of_tanh_layer`` and ``batchnorm_function_gradients``, are
+the notebook's given read-only cells (they return dicts, which cross the sandbox as they are).
 """
 
 from bncourse import checks

@@ -1,7 +1,9 @@
-"""Trusted checks for Exercise 4: the same check helpers the notebook uses, on secret inputs.
+"""Trusted checks for Exercise 4: the comparisons the notebook's checks make (the kit's verifiers), on
+cases built with the reference from secret inputs.
 
 Problem sizes, learning rates and seeds are drawn per student from ``rng``; every training run stays
-below a second on the CPU.
+below a second on the CPU. The student's functions are called through the notebook's given wrappers
+(read-only cells), which take and return arrays: each returns a dict of named results.
 """
 
 from bncourse import checks

@@ -62,7 +62,7 @@ def encode(value, depth: int = 0):
             return {"__opaque__": f"ndarray of {value.dtype}"}
         data = np.ascontiguousarray(value)
         return {"__ndarray__": base64.b64encode(data.tobytes()).decode("ascii"),
-                "dtype": data.dtype.str, "shape": list(data.shape)}
+                "dtype": data.dtype.str, "shape": list(value.shape)}  # not data.shape: ascontiguousarray makes 0-d arrays 1-d
     if isinstance(value, tuple):
         return {"__tuple__": [encode(v, depth + 1) for v in value]}
     if isinstance(value, list):
