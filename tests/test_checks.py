@@ -87,6 +87,16 @@ def test_wrong_answer_fails_exactly_the_right_checks_and_says_why(exercise, wron
     assert all(message.startswith("CheckFailed") for message in failures.values()), failures
 
 
+ALL_CORRECT = [(exercise, right) for exercise in wrong_answers.EXERCISES
+               for right in wrong_answers.correct_answers(exercise)]
+
+
+@pytest.mark.parametrize("exercise, right", ALL_CORRECT, ids=lambda v: getattr(v, "name", v))
+def test_right_answer_written_differently_passes_every_check(exercise, right):
+    assert not right.fails
+    assert run_code_cells(apply(right, solution(exercise))) == {}
+
+
 def test_messages_name_shape_element_and_nan():
     def wrong_shape(x, gamma, beta, bn_param):
         return x.mean(axis=0), {}

@@ -345,6 +345,11 @@ def test_bundle_from_the_site_works_in_a_fresh_environment(site, server, student
 
     # Each known wrong answer fails only cells it should, the first with its named message, and shows no
     # traceback through the kit.
+    for right in wrong_answers.correct_answers(exercise):
+        path = work / f"right_{right.name}.ipynb"
+        nbformat.write(with_answers_of(wrong_answers.apply(right, solution_notebook(exercise)), released), path)
+        assert failed_cells(_execute(student_python, path, work, env)) == {}, right.name
+
     for mistake in wrong:
         path = work / f"wrong_{mistake.name}.ipynb"
         nbformat.write(with_answers_of(wrong_answers.apply(mistake, solution_notebook(exercise)), released), path)

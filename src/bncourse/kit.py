@@ -34,7 +34,7 @@ def fixtures() -> dict:
     """``{exercise: JSON text}``: every visible check's cases, from the reference implementations."""
     from bnkit import _fixtures
 
-    return {name: json.dumps({check: _fixtures.encode(build()) for check, build in getattr(module, "VISIBLE", {}).items()},
+    return {name: json.dumps({check: _fixtures.encode(build()) for check, build in module.VISIBLE.items()},
                              sort_keys=True)
             for name, module in exercise_modules().items()}
 

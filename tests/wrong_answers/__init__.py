@@ -7,6 +7,11 @@ the test cells that must lose their points; every other test cell must keep them
 phrase the first failing visible check's message must contain, so the student is told what the
 mistake is, not only that there is one.
 
+A module may also define ``CORRECT_ANSWERS``: answers that are right but written differently from the
+solution (another idiom, another order of operations, another structure the specification allows),
+in the same form with empty ``fails``. Each must keep every point: they guard against checks that
+reject right answers.
+
 ``tests/test_checks.py`` runs them in-process against the visible checks;
 ``tests/test_exercise_grading.py`` grades them end to end through the pipeline.
 """
@@ -38,6 +43,11 @@ def apply(wrong: WrongAnswer, notebook):
                 cell.source = cell.source.replace(old, new)
             return nb
     raise ValueError(f"{wrong.name}: no cell {wrong.cell}")
+
+
+def correct_answers(exercise: str) -> list:
+    """The exercise's right-but-different answers (``CORRECT_ANSWERS``; none when it has not any)."""
+    return list(getattr(for_exercise(exercise), "CORRECT_ANSWERS", []))
 
 
 def for_exercise(exercise: str):

@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import gradebook, intake, sandbox, trusted
-from .assignments import trusted_checks
+from . import forbidden, gradebook, intake, sandbox, trusted
+from .assignments import forbidden_methods, trusted_checks
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SUMMARY_MESSAGE_CHARS = 300  # how much of a failed check's message a summary line shows
@@ -214,7 +214,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
 
     sandbox.check_available()
     os.environ["PATH"] = gradebook.tool_env()["PATH"]
-    checks = trusted_checks(assignment)
+    checks, rules = trusted_checks(assignment), forbidden_methods(assignment)
     workers = workers or os.cpu_count() or 1
     with gradebook.SqliteTransaction(course.db_url) as db:
         released_path = gradebook.prepare(course.root, db.working_url, assignment)
@@ -240,6 +240,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 result.error = error
                 continue
             result.flags.extend(intake.copied_from_reference(plan))
+            result.flags.extend(forbidden.flags(plan, rules))
             seed = trusted.student_seed(secret, assignment, submission.student)
             key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
                                              asdict(limits)], sort_keys=True).encode()).hexdigest()

@@ -8,6 +8,7 @@ layers matters), as the visible and hidden tests do, without being any of them.
 from bncourse import checks
 from bncourse.grading.assignments import draw_seed as _seed
 from bncourse.grading.assignments import draw_size as _size
+from bncourse.grading.forbidden import Forbidden
 
 
 
@@ -56,6 +57,11 @@ def sigmoid_slope(answers, rng):
 def gain(answers, rng):
     checks.check_relu_gain(answers.relu_gain)
 
+
+
+# Part 3 is backprop by hand: torch autograd would answer it without the chain rule.
+FORBIDDEN = [Forbidden(names={"backward", "autograd"}, cells={"weight_gradient_norms"},
+                       why="the gradients are to be computed by hand-written backprop, not by torch autograd")]
 
 CHECKS = {
     "test_activations": activations,

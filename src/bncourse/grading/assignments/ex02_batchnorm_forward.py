@@ -8,6 +8,7 @@ non-square images) without being any of them.
 from bncourse import checks
 from bncourse.grading.assignments import draw_seed as _seed
 from bncourse.grading.assignments import draw_size as _size
+from bncourse.grading.forbidden import Forbidden
 
 
 
@@ -39,6 +40,10 @@ def spatial(answers, rng):
     checks.check_spatial_batchnorm_forward(answers.spatial_batchnorm_forward, shapes=shapes, seed=_seed(rng),
                                            momentum=momentum)
 
+
+
+FORBIDDEN = [Forbidden(names={"torch", "batch_norm", "BatchNorm1d", "BatchNorm2d"},
+                       why="the forward pass is to be written by hand in NumPy, not with torch's batch norm")]
 
 CHECKS = {
     "test_forward_train": forward_train,

@@ -9,6 +9,7 @@ the notebook's given read-only cells (they return dicts, which cross the sandbox
 from bncourse import checks
 from bncourse.grading.assignments import draw_seed as _seed
 from bncourse.grading.assignments import draw_size as _size
+from bncourse.grading.forbidden import Forbidden
 
 
 
@@ -44,6 +45,16 @@ def autograd_function(answers, rng):
     shapes = ((_size(rng, 2, 8), _size(rng, 1, 5)), (_size(rng, 10, 50), _size(rng, 2, 10)))
     checks.check_autograd_function(answers.batchnorm_function_gradients, shapes=shapes, seed=_seed(rng))
 
+
+
+_LIBRARY_BN = {"batch_norm", "native_batch_norm", "BatchNorm1d", "BatchNorm2d"}
+FORBIDDEN = [
+    Forbidden(names=_LIBRARY_BN | {"backward", "autograd"},
+              cells={"batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward", "gradient_checking"},
+              why="the gradients are to be derived and written by hand in NumPy, not taken from torch"),
+    Forbidden(names=_LIBRARY_BN, cells={"batchnorm_function"},
+              why="the Function's backward is to call your own NumPy backward pass, not torch's batch norm"),
+]
 
 CHECKS = {
     "test_backward": backward,

@@ -8,6 +8,7 @@ without being any of them.
 from bncourse import checks
 from bncourse.grading.assignments import draw_seed as _seed
 from bncourse.grading.assignments import draw_size as _size
+from bncourse.grading.forbidden import Forbidden
 
 
 def _shapes(rng):
@@ -40,6 +41,11 @@ def rmsnorm_forward(answers, rng):
 def batch_independence(answers, rng):
     checks.check_batch_independent_normalizations(answers.batch_independent_normalizations)
 
+
+
+FORBIDDEN = [Forbidden(names={"layer_norm", "LayerNorm", "group_norm", "GroupNorm", "rms_norm", "RMSNorm",
+                              "batch_norm", "instance_norm"},
+                       why="each normalization is to be written by hand in NumPy, not taken from torch")]
 
 CHECKS = {
     "test_layernorm_forward": layernorm_forward,
