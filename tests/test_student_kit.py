@@ -362,3 +362,18 @@ def test_bundle_from_the_site_works_in_a_fresh_environment(site, server, student
         first = failed[failed_tests[0]]
         assert mistake.says in first, (mistake.name, first)
         assert "Traceback" not in first and "site-packages" not in first, (mistake.name, first)
+
+
+@pytest.mark.slow
+def test_a_notebook_alone_without_kit_or_site_says_where_to_get_the_kit(student_python, tmp_path):
+    """Opened alone (no wheel beside it, no site address set), the first cell says what to do."""
+    env = student_env(student_python)
+    subprocess.run([str(student_python), "-m", "pip", "uninstall", "--yes", "--quiet", "bnkit"], env=env,
+                   capture_output=True)
+    exercise = "ex02_batchnorm_forward"
+    nb = released_notebook(exercise)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"]
+    path = tmp_path / f"{exercise}.ipynb"
+    nbformat.write(nb, path)
+    (error,) = failed_cells(_execute(student_python, path, tmp_path, env)).values()
+    assert "bnkit is missing: download this exercise's bundle" in error
