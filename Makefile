@@ -18,7 +18,26 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help venv kit solution-notebooks book test lab exercises experiments grade lock system-packages sandbox-tools clean
 
 help:
-	@sed -n 's/^#   //p' Makefile; echo "  make lab | exercises | experiments [SIZE=tiny|cpu|gpu] [MNIST=folder] | grade ASSIGNMENT=... [LMS=folder] [WORKERS=n] [DB_URL=...] | lock | clean"
+	@printf '%s\n' \
+	  'make book                  build the site into _build/html, with the student kit and one bundle per exercise' \
+	  'make test                  run the whole test suite (sets up .venv and the Debian packages it needs)' \
+	  'make lab                   a student-only environment (the kit, no course code) and JupyterLab' \
+	  'make solution-notebooks    write solutions/exNN/*.ipynb from the MyST sources' \
+	  'make exercises             regenerate exercises/ (the released notebooks) with nbgrader' \
+	  'make experiments [SIZE=tiny|cpu|gpu] [MNIST=folder]   rerun the chapter experiments' \
+	  'make grade ASSIGNMENT=exNN_topic [LMS=folder] [WORKERS=n] [DB_URL=...]' \
+	  '                           grade in sandboxes: autograder/grades.csv, reports/<a>-summary.csv,' \
+	  '                           reports/<a>-canvas.csv (Canvas Grades > Import), reports/<a>-class.html,' \
+	  '                           feedback/<student>/<a>/ (see autograder/GRADING.md)' \
+	  'make lock                  re-resolve requirements.txt from requirements.in' \
+	  'make clean                 remove build outputs' \
+	  '' \
+	  'LMS=folder: the files of the LMS'"'"'s "download all submissions", one student per LMS id:' \
+	  '  Canvas      <name>_<userid>_<submissionid>_<file>.ipynb|.zip  (<name>_late_<userid>_... when late)' \
+	  '  Moodle      <Full Name>_<participantid>_assignsubmission_file_<file> (or such a folder)' \
+	  '  Blackboard  <Assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>_<file>' \
+	  '  plain       <student>.ipynb, <student>.zip or <student>_<file> (<student> must be a unique login)' \
+	  'Without LMS: nbgrader'"'"'s autograder/submitted/<student>/<assignment>/*.ipynb.'
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

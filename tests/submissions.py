@@ -12,7 +12,12 @@ cell (None: not gradable at all) and phrases the summary must contain. Three kin
   ``np.allclose`` or the check helpers, wrapping IPython's ``run_cell``, a ``numpy.py`` beside
   the notebook, swallowing ``KeyboardInterrupt``, ``os._exit``, importing the reference solution,
   reading solutions and the gradebook, a process left behind to rewrite the gradebook, a fork
-  flood, a memory hog, HTML/JavaScript in outputs.
+  flood, a memory hog, HTML/JavaScript in outputs;
+* hostile files around the notebook: a notebook linked to the solution, a student folder linked to
+  a classmate's, ``timestamp.txt`` linked to a system file, a folder or garbage; a function too
+  deep (RecursionError) or too big (MemoryError) for the copy detector's parser; an integer
+  literal too long for Python's JSON reader; folder names with a newline and comma or non-UTF-8
+  bytes (reported under ``invalid-name-…``, never put in the gradebook).
 
 A hostile notebook that fools the in-kernel run must still get only the points its answers
 deserve; several must be flagged as a disagreement between the two verdicts.
@@ -256,4 +261,38 @@ def make_class(course: Path, only=None):
                                                      '<script>document.title = "pwned"</script>'
                                                      '[a link](javascript:document.title=1)'))
     submit("html-output", nb, scores())
+
+    # --- hostile files around the notebook (issue 14: intake must contain each, per student) ---------
+    solution = course / "solutions" / EXERCISE / f"{EXERCISE}.ipynb"
+    if only is None or "links-to-the-solution" in only:  # a link is never followed: nothing to grade
+        (submitted / "links-to-the-solution" / EXERCISE).mkdir(parents=True)
+        (submitted / "links-to-the-solution" / EXERCISE / f"{EXERCISE}.ipynb").symlink_to(solution)
+        expected["links-to-the-solution"] = (None, ["a link or not a regular file"])
+    if only is None or "links-to-a-classmate" in only:  # a whole folder linked to another student's
+        (submitted / "links-to-a-classmate").symlink_to(submitted / "solved")
+        expected["links-to-a-classmate"] = (None, ["symbolic link"])
+    submit("stamp-links-to-a-system-file", fresh(), scores(), ["timestamp.txt"])
+    if "stamp-links-to-a-system-file" in expected:
+        (submitted / "stamp-links-to-a-system-file" / EXERCISE / "timestamp.txt").symlink_to("/etc/passwd")
+    submit("stamp-is-a-folder", fresh(), scores(), ["timestamp.txt"])
+    if "stamp-is-a-folder" in expected:
+        (submitted / "stamp-is-a-folder" / EXERCISE / "timestamp.txt").mkdir()
+    submit("stamp-is-malformed", fresh(), scores(), ["timestamp.txt"], extra_files={"timestamp.txt": "\x00" * 50})
+    # A function nested too deep for the copy detector's parser (RecursionError) and one too big
+    # for it (MemoryError), in an added cell: the answers still count.
+    submit("deeply-nested-expression", add_cell_after(fresh(), "setup", "def helper():\n    return " + "1+" * 100_000
+                                                      + "1"), scores())
+    submit("huge-expression", add_cell_after(fresh(), "setup", "def helper():\n    return " + "-" * 100_000 + "1"),
+           scores())
+    raw = json.loads(nbformat.writes(fresh()))
+    text = json.dumps(raw).replace('"nbformat_minor": ', '"nbformat_minor": ' + "9" * 100_000 + ", \"x\": ", 1)
+    submit("long-integer-literal", text, scores())
+    # Folder names that cannot be ids: reported under a stand-in key, never put in the gradebook.
+    from bncourse.grading.intake import safe_key
+    for raw_name in ("forged\nrow,0,10", os.fsdecode(b"caf\xe9-latin1")):
+        if only is not None and raw_name not in only:
+            continue
+        (submitted / raw_name / EXERCISE).mkdir(parents=True)
+        nbformat.write(fresh(), submitted / raw_name / EXERCISE / f"{EXERCISE}.ipynb")
+        expected[safe_key(raw_name)] = (None, ["cannot be a student id"])
     return expected

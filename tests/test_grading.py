@@ -101,9 +101,11 @@ def test_gradebook_and_csv_agree_and_list_every_student(graded):
     course, expected, results, _ = graded
     with open(course / "autograder" / "grades.csv", newline="") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
-    assert set(rows) == set(expected)
+    assert set(rows) == {s for s in expected if not s.startswith("invalid-name-")}  # those are never recorded
     with Gradebook(grading.Course(course).db_url) as gb:
         for student, result in results.items():
+            if student.startswith("invalid-name-"):
+                continue
             csv_score = float(rows[student]["score"])
             if result.error:
                 assert csv_score == 0
@@ -300,21 +302,69 @@ def test_lms_downloads_with_zips_resubmissions_and_unsafe_paths(tmp_path):
     nbformat.write(released, downloads / f"alice_1234_5678_{EXERCISE}.ipynb")
     nbformat.write(apply(eps, good), downloads / f"bob_99_{EXERCISE}.ipynb")
     nbformat.write(good, downloads / f"bob_99_{EXERCISE}-1.ipynb")  # the resubmission wins
+    # Two students with the same name: never merged (the full marks of the first must survive).
+    nbformat.write(good, downloads / f"alicesmith_101_1_{EXERCISE}.ipynb")
+    nbformat.write(released, downloads / f"alicesmith_555_2_{EXERCISE}.ipynb")
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr(f"carol_work/{EXERCISE}.ipynb", nbformat.writes(good))
         z.writestr(f"../../{EXERCISE}.ipynb", nbformat.writes(released))
         z.writestr("../../escaped.txt", "should never be written anywhere")
-    (downloads / "carol_77.zip").write_bytes(archive.getvalue())
+    (downloads / "carol_77_88_work.zip").write_bytes(archive.getvalue())
     (downloads / "notes.txt").write_text("not a submission")
+    (downloads / f"eve_7_8_{EXERCISE}.ipynb").symlink_to(course / "solutions" / EXERCISE / f"{EXERCISE}.ipynb")
     before = files_under(downloads)
     results = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, lms_downloads=downloads,
                                                                limits=LIMITS, progress=False)}
-    assert sorted(results) == ["alice", "bob", "carol"]
-    assert results["alice"].score == 0 and results["bob"].score == FULL and results["carol"].score == FULL
-    assert any("latest" in f for f in results["bob"].flags)
-    assert any("unsafe path" in f for f in results["carol"].flags)
+    assert sorted(results) == ["101", "1234", "555", "77", "99"]
+    assert results["1234"].score == 0 and results["99"].score == FULL and results["77"].score == FULL
+    assert results["101"].score == FULL and results["555"].score == 0
+    assert results["101"].name == "alicesmith" and results["77"].name == "carol"
+    assert any("latest" in f for f in results["99"].flags)
+    assert any("unsafe path" in f for f in results["77"].flags)
     assert files_under(downloads) == before
     assert not list(tmp_path.rglob("escaped.txt"))
     summary = (course / "autograder" / "reports" / f"{EXERCISE}-summary.csv").read_text()
-    assert "notes.txt" in summary
+    assert "notes.txt" in summary and "eve_7_8" in summary and "link" in summary
+    with open(course / "autograder" / "grades.csv", newline="") as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert rows["101"]["last_name"] == "alicesmith" and float(rows["101"]["score"]) == FULL
+    assert rows["555"]["last_name"] == "alicesmith" and float(rows["555"]["score"]) == 0
+    with open(course / "autograder" / "reports" / f"{EXERCISE}-canvas.csv", newline="") as f:
+        canvas = {row["ID"]: row for row in csv.DictReader(f)}
+    assert float(canvas["101"][EXERCISE]) == FULL and float(canvas["555"][EXERCISE]) == 0
+    assert canvas["101"]["Student"] == "alicesmith"
+    assert (course / "autograder" / "reports" / f"{EXERCISE}-class.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile files around the notebooks (each contained: that student is reported, the rest graded)
+# ---------------------------------------------------------------------------------------------
+
+HOSTILE_FILES = ["solved", "links-to-the-solution", "links-to-a-classmate", "stamp-links-to-a-system-file",
+                 "stamp-is-a-folder", "stamp-is-malformed", "deeply-nested-expression", "huge-expression",
+                 "long-integer-literal", "forged\nrow,0,10", "caf\udce9-latin1"]
+
+
+def test_hostile_files_are_contained_per_student(tmp_path):
+    course = new_course(tmp_path / "course")
+    expected = make_class(course, only=HOSTILE_FILES)
+    results = {r.student: r for r in grading.grade_assignment(grading.Course(course), EXERCISE, limits=LIMITS,
+                                                               progress=False)}
+    assert set(results) == set(expected)
+    for student, (cell_scores, phrases) in expected.items():
+        result = results[student]
+        text = grading.format_summary([result])
+        if cell_scores is None:
+            assert result.error and result.score is None, (student, text)
+        else:
+            assert not result.error and {c.grade_id: c.score for c in result.cells} == cell_scores, (student, text)
+        for phrase in phrases:
+            assert phrase in text, (student, phrase, text)
+    passwd = Path("/etc/passwd").read_text()[:20]
+    for path in (course / "autograder").rglob("*"):  # what the grader wrote (not the corpus's own links)
+        if path.is_file() and not path.is_symlink() and path.suffix in (".csv", ".txt", ".html"):
+            assert passwd not in path.read_text(errors="replace"), path
+    with open(course / "autograder" / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["student_id"] for r in rows} == {s for s in expected if not s.startswith("invalid-name-")}

@@ -57,6 +57,54 @@ WRONG_ANSWERS = [
         frozenset({"test_spatial"}), says="without moving the channel axis"),
 ]
 
+WRONG_ANSWERS += [
+    WrongAnswer(
+        "eps_hard_coded", "batchnorm_forward",
+        (('eps = bn_param.get("eps", 1e-5)', "eps = 1e-5"),),
+        frozenset({"test_forward_train", "test_eval_mode"}), says="bn_param['eps'] was ignored"),
+    WrongAnswer(
+        "momentum_hard_coded", "batchnorm_forward",
+        (('momentum = bn_param.get("momentum", 0.1)', "momentum = 0.1"),),
+        frozenset({"test_running_stats", "test_spatial"}), says="bn_param['momentum'] was ignored"),
+]
+
+CORRECT_ANSWERS = [
+    WrongAnswer(
+        "statistics_kept_with_keepdims", "batchnorm_forward",
+        (("mean = x.mean(axis=0)", "mean = x.mean(axis=0, keepdims=True)"),
+         ("var = x.var(axis=0)", "var = x.var(axis=0, keepdims=True)"),
+         ("momentum * mean\n", "momentum * mean[0]\n"),
+         ("momentum * unbiased_var\n", "momentum * unbiased_var[0]\n")),
+        frozenset()),
+    WrongAnswer(
+        "sums_by_hand_and_ddof_for_the_running_variance", "batchnorm_forward",
+        (("mean = x.mean(axis=0)", "mean = x.sum(axis=0) / N"),
+         ("var = x.var(axis=0)", "var = ((x - mean) ** 2).sum(axis=0) / N"),
+         ("unbiased_var = var * N / (N - 1)", "unbiased_var = np.var(x, axis=0, ddof=1)")),
+        frozenset()),
+    WrongAnswer(
+        "inverse_std_and_early_return_in_eval", "batchnorm_forward",
+        (("        x_hat = (x - mean) / std\n", "        x_hat = (x - mean) * (1.0 / std)\n"),
+         ("        out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta\n        cache = None\n",
+          "        return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, None\n")),
+        frozenset()),
+    WrongAnswer(
+        "running_stats_with_setdefault_and_in_place_update", "batchnorm_forward",
+        (('        bn_param["running_mean"] = (1 - momentum) * running_mean + momentum * mean\n'
+          '        bn_param["running_var"] = (1 - momentum) * running_var + momentum * unbiased_var\n',
+          '        rm = bn_param.setdefault("running_mean", np.zeros(D))\n'
+          '        rv = bn_param.setdefault("running_var", np.ones(D))\n'
+          '        bn_param["running_mean"] = rm + momentum * (mean - rm)\n'
+          '        bn_param["running_var"] = rv + momentum * (unbiased_var - rv)\n'),),
+        frozenset()),
+    WrongAnswer(
+        "spatial_with_moveaxis", "spatial_batchnorm_forward",
+        (("rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)", "rows = np.moveaxis(x, 1, -1).reshape(-1, C)"),
+         ("out = out_rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)",
+          "out = np.moveaxis(out_rows.reshape(N, H, W, C), -1, 1)")),
+        frozenset()),
+]
+
 TEST_CELL_POINTS = {"test_forward_train": 3, "test_running_stats": 2, "test_eval_mode": 2,
                     "test_cache_and_inputs": 1, "test_spatial": 2}
 

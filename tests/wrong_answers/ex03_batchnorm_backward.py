@@ -59,5 +59,64 @@ WRONG_ANSWERS = [
         frozenset({"test_autograd_function"}), says="swapped"),
 ]
 
+WRONG_ANSWERS += [
+    WrongAnswer(
+        "eps_hard_coded_in_backward", "batchnorm_backward",
+        (('x, mean, std, x_hat, gamma = cache["x"], cache["mean"], cache["std"], cache["x_hat"], cache["gamma"]',
+          'x, mean, x_hat, gamma = cache["x"], cache["mean"], cache["x_hat"], cache["gamma"]\n'
+          '    std = np.sqrt(cache["var"] + 1e-5)'),),
+        frozenset({"test_backward"}), says="not a fixed eps"),
+    WrongAnswer(
+        "step_h_hard_coded", "gradient_checking",
+        (("        x[index] = original + h\n", "        h = 1e-5\n        x[index] = original + h\n"),),
+        frozenset({"test_numerical_gradient"}), says="use the h argument"),
+]
+
+CORRECT_ANSWERS = [
+    WrongAnswer(
+        "staged_cs231n_style", "batchnorm_backward",
+        (("    dstd = -(dx_hat * xc).sum(axis=0) / std**2\n    dvar = dstd / (2 * std)\n"
+          "    dxc = dxc + 2 * xc * dvar / N\n    dmean = -dxc.sum(axis=0)\n    dx = dxc + dmean / N\n",
+          "    dvar = np.sum(dx_hat * xc, axis=0) * -0.5 * std ** -3\n"
+          "    dmean = np.sum(-dx_hat / std, axis=0) + dvar * np.mean(-2.0 * xc, axis=0)\n"
+          "    dx = dx_hat / std + dvar * 2.0 * xc / N + dmean / N\n"),),
+        frozenset()),
+    WrongAnswer(
+        "std_recomputed_from_var_and_eps", "batchnorm_backward",
+        (('x, mean, std, x_hat, gamma = cache["x"], cache["mean"], cache["std"], cache["x_hat"], cache["gamma"]',
+          'x, mean, x_hat, gamma = cache["x"], cache["mean"], cache["x_hat"], cache["gamma"]\n'
+          '    std = np.sqrt(cache["var"] + cache["eps"])'),),
+        frozenset()),
+    WrongAnswer(
+        "closed_form_with_means", "batchnorm_backward_alt",
+        (("    dx = (gamma / (N * std)) * (N * dout - dbeta - x_hat * dgamma)\n",
+          "    dx = gamma / std * (dout - dout.mean(axis=0) - x_hat * (dout * x_hat).mean(axis=0))\n"),),
+        frozenset()),
+    WrongAnswer(
+        "spatial_backward_with_moveaxis_and_the_closed_form", "spatial_batchnorm_backward",
+        (("rows = dout.transpose(0, 2, 3, 1).reshape(N * H * W, C)", "rows = np.moveaxis(dout, 1, -1).reshape(-1, C)"),
+         ("dx_rows, dgamma, dbeta = batchnorm_backward(rows, cache)",
+          "dx_rows, dgamma, dbeta = batchnorm_backward_alt(rows, cache)"),
+         ("dx = dx_rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "dx = np.moveaxis(dx_rows.reshape(N, H, W, C), -1, 1)")),
+        frozenset()),
+    WrongAnswer(
+        "numerical_gradient_on_copies_and_relative_error_by_hand", "gradient_checking",
+        (("    for index in np.ndindex(x.shape):\n        original = x[index]\n        x[index] = original + h\n"
+          "        plus = np.sum(f(x) * dout)\n        x[index] = original - h\n        minus = np.sum(f(x) * dout)\n"
+          "        x[index] = original\n        grad[index] = (plus - minus) / (2 * h)\n",
+          "    for i in range(x.size):\n        xp, xm = x.copy(), x.copy()\n        xp.flat[i] += h\n"
+          "        xm.flat[i] -= h\n        grad.flat[i] = ((f(xp) - f(xm)) * dout).sum() / (2 * h)\n"),
+         ("    total = np.linalg.norm(a) + np.linalg.norm(b)\n    if total == 0:\n        return 0.0\n"
+          "    return float(np.linalg.norm(a - b) / total)",
+          "    if not np.any(a) and not np.any(b):\n        return 0.0\n"
+          "    return np.sqrt(np.sum((a - b) ** 2)) / (np.sqrt(np.sum(a ** 2)) + np.sqrt(np.sum(b ** 2)))")),
+        frozenset()),
+    WrongAnswer(
+        "function_with_the_staged_backward_and_eps_as_a_cache_entry", "batchnorm_function",
+        (("dx, dgamma, dbeta = batchnorm_backward_alt(dout.detach().numpy(), cache)",
+          "dx, dgamma, dbeta = batchnorm_backward(dout.detach().numpy().copy(), dict(cache))"),),
+        frozenset()),
+]
+
 TEST_CELL_POINTS = {"test_backward": 3, "test_backward_alt": 2, "test_spatial_backward": 1,
                     "test_numerical_gradient": 1, "test_relative_error": 1, "test_autograd_function": 2}

@@ -85,11 +85,14 @@ def verify_cache_and_inputs(batchnorm_forward, case):
     if missing:
         _fail(subject, f"the cache lacks the key(s) {missing}.", f"the backward pass expects {list(CACHE_KEYS)}.")
     shapes = {"x": (n, d), "x_hat": (n, d), "mean": (d,), "var": (d,), "std": (d,), "gamma": (d,)}
+    c = {key: np.asarray(cache[key], dtype=np.float64) for key in CACHE_KEYS}
     for key, shape in shapes.items():
         value = _as_array(cache[key], subject, f"cache['{key}']")
+        if shape == (d,) and value.shape == (1, d):  # statistics kept with keepdims=True broadcast the same way
+            value = value.reshape(d)
         if value.shape != shape:
             _fail(subject, f"cache['{key}'] has shape {value.shape} but should have shape {shape}.")
-    c = {key: np.asarray(cache[key], dtype=np.float64) for key in CACHE_KEYS}
+        c[key] = value
     for key, text in (("x", "cache['x'] should be the input x."), ("gamma", "cache['gamma'] should be the gamma "
                                                                             "passed in.")):
         if not _close(c[key], originals[key]):

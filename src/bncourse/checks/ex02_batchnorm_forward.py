@@ -94,17 +94,29 @@ def _running_mistakes(batches, momentum, which: int):
 # Cases
 # ---------------------------------------------------------------------------------------------
 
-def forward_train_cases(shapes=((4, 3), (16, 5), (64, 10)), seed=0):
-    """(N, D) batches; the last has a constant feature, whose variance is 0, so a missing eps shows up."""
+def _eps_ignored(x, gamma, beta, eps, mean, var):
+    """The output with the default eps in place of bn_param['eps'] (none when they are the same)."""
+    if eps == reference.DEFAULT_EPS:
+        return []
+    with np.errstate(all="ignore"):
+        wrong = gamma * (x - mean) / np.sqrt(var + reference.DEFAULT_EPS) + beta
+    return [Mistake(wrong, f"bn_param['eps'] was ignored: this is the output with eps = {reference.DEFAULT_EPS}, but "
+                           f"this call passed eps = {eps}. Read it with bn_param.get('eps', 1e-5).")]
+
+
+def forward_train_cases(shapes=((4, 3), (16, 5), (64, 10)), seed=0, epsilons=(1e-5, 1e-2, 1e-3)):
+    """(N, D) batches; the last has a constant feature, whose variance is 0, so a missing eps shows up.
+    Case i passes eps = epsilons[i % len(epsilons)] in bn_param, so a hard-coded eps shows up too."""
     rng = np.random.default_rng(seed)
     cases = []
     for case, (n, d) in enumerate(shapes):
         x = _features(rng, n, d, constant_feature=case == len(shapes) - 1)
         gamma, beta = _affine(rng, d)
-        eps = reference.DEFAULT_EPS
+        eps = float(epsilons[case % len(epsilons)])
         expected, _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})
         cases.append({"x": x, "gamma": gamma, "beta": beta, "eps": eps, "expected": expected,
-                      "mistakes": _train_mistakes(x, gamma, beta, eps)})
+                      "mistakes": _eps_ignored(x, gamma, beta, eps, x.mean(axis=0), x.var(axis=0))
+                      + _train_mistakes(x, gamma, beta, eps)})
     return cases
 
 
@@ -123,19 +135,20 @@ def running_stats_cases(n=32, d=4, momenta=(0.1, 0.3), steps=5, seed=1):
     return cases
 
 
-def eval_mode_cases(shapes=((8, 3), (1, 5)), seed=2):
-    """Eval-mode calls with stored running statistics, one of them on a single example."""
+def eval_mode_cases(shapes=((8, 3), (1, 5)), seed=2, epsilons=(1e-5, 1e-2)):
+    """Eval-mode calls with stored running statistics, one of them on a single example; case i passes
+    eps = epsilons[i % len(epsilons)]."""
     rng = np.random.default_rng(seed)
-    eps = reference.DEFAULT_EPS
     cases = []
-    for n, d in shapes:
+    for case, (n, d) in enumerate(shapes):
+        eps = float(epsilons[case % len(epsilons)])
         x = _features(rng, n, d)
         gamma, beta = _affine(rng, d)
         running_mean, running_var = rng.normal(size=d), rng.uniform(0.5, 4.0, size=d)
         expected, _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "eval", "eps": eps,
                                                                    "running_mean": running_mean,
                                                                    "running_var": running_var})
-        mistakes = [
+        mistakes = _eps_ignored(x, gamma, beta, eps, running_mean, running_var) + [
             Mistake(gamma * (x - running_mean) / np.sqrt(running_var) + beta,
                     "eps is missing in eval mode: divide by np.sqrt(running_var + eps)."),
             Mistake(gamma * (x - running_mean) / (running_var + eps) + beta,

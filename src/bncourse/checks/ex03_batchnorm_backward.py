@@ -23,12 +23,12 @@ from ._core import Mistake, _affine, _features
 GRADIENTS = ("dx", "dgamma", "dbeta")
 
 
-def _case(rng, n, d):
+def _case(rng, n, d, eps=reference.DEFAULT_EPS):
     """A train-mode forward pass on fresh inputs: x, gamma, beta, the upstream gradient and the cache."""
     x = _features(rng, n, d)
     gamma, beta = _affine(rng, d)
     dout = rng.normal(size=(n, d))
-    _, cache = reference.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    _, cache = reference.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": float(eps)})
     return x, gamma, beta, dout, cache
 
 
@@ -67,7 +67,10 @@ def _dx_mistakes(dout, cache):
                 f"variance (divide by N), so its backward pass divides by N = {n} too."),
         Mistake(_staged(dout, cache, with_gamma=False),
                 "gamma is missing from dx: d x_hat = dout * gamma."),
-    ]
+    ] + ([] if cache["eps"] == reference.DEFAULT_EPS else [
+        Mistake(_staged(dout, {**cache, "std": np.sqrt(cache["var"] + reference.DEFAULT_EPS)}),
+                f"dx is what std = sqrt(var + {reference.DEFAULT_EPS}) gives, but this cache was made with eps = "
+                f"{cache['eps']}: use cache['std'] (or cache['eps']), not a fixed eps.")])
 
 
 def _parameter_mistakes(dout, cache, which):
@@ -95,20 +98,21 @@ def _gradients(dout, cache):
 # Cases
 # ---------------------------------------------------------------------------------------------
 
-def backward_cases(shapes=((4, 3), (16, 5), (50, 8)), seed=0):
-    """(N, D) upstream gradients with Exercise 2's train-mode cache, and the reference gradients."""
+def backward_cases(shapes=((4, 3), (16, 5), (50, 8)), seed=0, epsilons=(1e-5, 1e-2, 1e-3)):
+    """(N, D) upstream gradients with Exercise 2's train-mode cache, and the reference gradients; case i's
+    cache was made with eps = epsilons[i % len(epsilons)]."""
     rng = np.random.default_rng(seed)
     cases = []
-    for n, d in shapes:
-        _, _, _, dout, cache = _case(rng, n, d)
+    for i, (n, d) in enumerate(shapes):
+        _, _, _, dout, cache = _case(rng, n, d, epsilons[i % len(epsilons)])
         expected, mistakes = _gradients(dout, cache)
         cases.append({"dout": dout, "cache": cache, "expected": expected, "mistakes": mistakes})
     return cases
 
 
-def backward_alt_cases(shapes=((4, 3), (16, 5), (50, 8)), seed=1):
+def backward_alt_cases(shapes=((4, 3), (16, 5), (50, 8)), seed=1, epsilons=(1e-2, 1e-5, 1e-3)):
     """The closed form's cases: the same kind as :func:`backward_cases`, from another seed."""
-    return backward_cases(shapes, seed)
+    return backward_cases(shapes, seed, epsilons)
 
 
 def spatial_backward_cases(shapes=((2, 3, 4, 5), (5, 2, 3, 3)), seed=2):
@@ -148,23 +152,31 @@ def _tanh_layer_difference(x, a, dout, h, centred):
     return grad
 
 
-def numerical_gradient_cases(shapes=((3, 4, 2), (5, 3, 6)), seed=3, h=1e-5):
-    """f(x) = tanh(x @ a) with its exact gradient ((1 - tanh^2) * dout) @ a.T, and the gradients that
-    the usual finite-difference mistakes give."""
+def numerical_gradient_cases(shapes=((3, 4, 2), (5, 3, 6)), seed=3, hs=(1e-5, 0.05)):
+    """f(x) = tanh(x @ a) with its exact gradient ((1 - tanh^2) * dout) @ a.T, the centred difference
+    with case i's step h = hs[i % len(hs)] (``expected``; with a large h it is visibly not the exact
+    gradient, so a hard-coded h shows up), and the gradients that the usual mistakes give."""
     rng = np.random.default_rng(seed)
     cases = []
-    for n, d, m in shapes:
+    for i, (n, d, m) in enumerate(shapes):
+        h = float(hs[i % len(hs)])
         # a scaled so that x @ a has unit variance: no saturated tanh, whose rounding would blur the test
         x, a, dout = rng.normal(size=(n, d)), rng.normal(0, 1 / np.sqrt(d), size=(d, m)), rng.normal(size=(n, m))
         exact = ((1 - np.tanh(x @ a) ** 2) * dout) @ a.T
+        centred = _tanh_layer_difference(x, a, dout, h, centred=True)
         mistakes = [
             Mistake(_tanh_layer_difference(x, a, dout, h, centred=False),
                     "this is the one-sided difference (f(x + h) - f(x)) / h, whose error is of order h. Use the "
                     "centred difference (f(x + h) - f(x - h)) / (2h), whose error is of order h**2."),
-            Mistake(2 * exact, "the difference (f(x + h) - f(x - h)) is divided by h; the two points are 2h apart."),
-            Mistake(-exact, "the sign is reversed: (f(x + h) - f(x - h)) / (2h), the value at x + h first."),
+            Mistake(2 * centred, "the difference (f(x + h) - f(x - h)) is divided by h; the two points are 2h apart."),
+            Mistake(-centred, "the sign is reversed: (f(x + h) - f(x - h)) / (2h), the value at x + h first."),
         ]
-        cases.append({"x": x, "a": a, "dout": dout, "h": h, "exact": exact, "mistakes": mistakes})
+        if h > 1e-3:
+            mistakes.append(Mistake(_tanh_layer_difference(x, a, dout, 1e-5, centred=True),
+                                    f"this is the centred difference with h = 1e-5, but this call passed h = {h}: "
+                                    "use the h argument, not a fixed step."))
+        cases.append({"x": x, "a": a, "dout": dout, "h": h, "exact": exact, "mistakes": mistakes,
+                      "expected": centred})
     return cases
 
 

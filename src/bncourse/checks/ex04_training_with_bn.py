@@ -33,9 +33,10 @@ def _torch():
 # ---------------------------------------------------------------------------------------------
 
 def _problem(rng, n_in, hidden, classes, n_train, n_test):
-    """A small classification problem whose classes are separable by a random linear map, and the
-    initial weights of a Linear -> BatchNorm1d -> ReLU -> Linear network (torch's layouts)."""
-    centres = rng.normal(0, 2.0, size=(classes, n_in))
+    """A small classification problem whose classes overlap (so that the test accuracy keeps moving during
+    training instead of sitting at 1.0), and the initial weights of a Linear -> BatchNorm1d -> ReLU -> Linear
+    network (torch's layouts)."""
+    centres = rng.normal(0, 1.0, size=(classes, n_in))
     y_train, y_test = rng.integers(classes, size=n_train), rng.integers(classes, size=n_test)
     x_train = centres[y_train] + rng.normal(size=(n_train, n_in)) + 3.0   # offset: BN's running mean matters
     x_test = centres[y_test] + rng.normal(size=(n_test, n_in)) + 3.0
@@ -45,9 +46,10 @@ def _problem(rng, n_in, hidden, classes, n_train, n_test):
 
 
 def _reference_curve(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, batch_size, eval_every, seed, *,
-                     eval_mode=True, back_to_train=True, zero_grad=True):
+                     eval_mode=True, back_to_train=True, zero_grad=True, eval_shift=0, eval_on_train=False):
     """The loop the exercise specifies, with one of the known mistakes switched on; returns the curve
-    and the BN layer's running mean and variance at the end."""
+    and the BN layer's running mean and variance at the end. ``eval_shift`` evaluates after step s when
+    (s + eval_shift) % eval_every == 0 (the spec: 0)."""
     torch = _torch()
     nn, functional = torch.nn, torch.nn.functional
     model = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0], bias=False), nn.BatchNorm1d(w1.shape[0]), nn.ReLU(),
@@ -57,7 +59,7 @@ def _reference_curve(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, ba
         model[3].weight.copy_(torch.from_numpy(w2))
         model[3].bias.copy_(torch.from_numpy(b2))
     xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
-    xt, yt = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
+    xt, yt = (xs, ys) if eval_on_train else (torch.from_numpy(x_test), torch.from_numpy(y_test).long())
     sampler = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     curve = []
@@ -71,13 +73,55 @@ def _reference_curve(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, ba
             optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step % eval_every == 0:
+        if (step + eval_shift) % eval_every == 0:
             if eval_mode:
                 model.eval()
             with torch.no_grad():
                 curve.append((model(xt).argmax(dim=1) == yt).double().mean().item())
     return {"curve": np.array(curve), "running_mean": model[1].running_mean.numpy().copy(),
             "running_var": model[1].running_var.numpy().copy()}
+
+
+def _trajectory(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, batch_size, seed):
+    """The specified loop run for ``steps`` steps, evaluated (in eval mode, under no_grad, which changes
+    nothing in that loop) after every step on the test and the training set, with BN's running statistics
+    after every step: the runs that differ from the right one only in when or on what they evaluate, or in
+    how many steps they train, are read off it instead of being trained again."""
+    torch = _torch()
+    nn, functional = torch.nn, torch.nn.functional
+    model = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0], bias=False), nn.BatchNorm1d(w1.shape[0]), nn.ReLU(),
+                          nn.Linear(w2.shape[1], w2.shape[0])).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(w1))
+        model[3].weight.copy_(torch.from_numpy(w2))
+        model[3].bias.copy_(torch.from_numpy(b2))
+    xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
+    xt, yt = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
+    sampler = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    recorded = {"test": [], "train": [], "running_mean": [], "running_var": []}
+    for _ in range(steps):
+        model.train()
+        idx = torch.randint(0, len(xs), (batch_size,), generator=sampler)
+        loss = functional.cross_entropy(model(xs[idx]), ys[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            recorded["test"].append((model(xt).argmax(dim=1) == yt).double().mean().item())
+            recorded["train"].append((model(xs).argmax(dim=1) == ys).double().mean().item())
+        recorded["running_mean"].append(model[1].running_mean.numpy().copy())
+        recorded["running_var"].append(model[1].running_var.numpy().copy())
+    return recorded
+
+
+def _read_off(trajectory, steps, eval_every, eval_shift=0, eval_on_train=False):
+    """The run of a loop that trains ``steps`` steps and evaluates after step s when
+    (s + eval_shift) % eval_every == 0, from a trajectory at least ``steps`` long."""
+    accuracies = trajectory["train" if eval_on_train else "test"]
+    return {"curve": np.array([accuracies[s - 1] for s in range(1, steps + 1) if (s + eval_shift) % eval_every == 0]),
+            "running_mean": trajectory["running_mean"][steps - 1], "running_var": trajectory["running_var"][steps - 1]}
 
 
 _LOOP_MISTAKES = (
@@ -93,20 +137,64 @@ _LOOP_MISTAKES = (
      "Call optimizer.zero_grad() before loss.backward()."),
 )
 
+#: The settings of the notebook's visible case: what an answer that ignores an argument uses instead.
+DEFAULT_SETTINGS = {"steps": 30, "lr": 0.1, "batch_size": 16, "eval_every": 5, "seed": 0}
+
+
+def _loop_mistakes(problem, steps, lr, batch_size, eval_every, seed):
+    """The right run, and the runs of the loop with each known mistake: the switches above, evaluation on the
+    wrong set or at the wrong steps, and each argument replaced by a value an answer might hard-code."""
+    settings = dict(steps=steps, lr=lr, batch_size=batch_size, eval_every=eval_every, seed=seed)
+    trajectory = _trajectory(*problem, max(steps, DEFAULT_SETTINGS["steps"]), lr, batch_size, seed)
+    expected = _read_off(trajectory, steps, eval_every)
+    trained = [(dict(settings, **switch), text) for switch, text in _LOOP_MISTAKES]
+    read_off = [(dict(steps=steps, eval_every=eval_every, eval_on_train=True),
+                 "the accuracy was measured on the training set. Measure it on x_test and y_test.")]
+    if eval_every > 1:
+        right = ", ".join(str(k * eval_every) for k in (1, 2, 3))
+        causes = {-1: "with `for step in range(steps)` and `if step % eval_every == 0` the count starts at 0, so "
+                      "each evaluation comes one step early",
+                  1: "the evaluation ran before the training step it belongs after"}
+        if eval_every == 2:   # both give the same steps (1, 3, 5, ...): one message that names both causes
+            causes = {-1: f"{causes[-1]}; or {causes[1]}"}
+        for shift, cause in causes.items():
+            measured = ", ".join(str(k * eval_every - shift) for k in (1, 2, 3))
+            read_off.append((dict(steps=steps, eval_every=eval_every, eval_shift=shift),
+                             f"the accuracies were measured after steps {measured}, ... instead of {right}, ...: "
+                             f"{cause}. Count steps from 1 and evaluate right after step k's update when "
+                             f"k % eval_every == 0."))
+    for name, value in DEFAULT_SETTINGS.items():
+        if settings[name] != value:
+            text = (f"the results match {name}={value} instead of the {name}={settings[name]} passed in. "
+                    f"Use the {name} argument.")
+            if name in ("steps", "eval_every"):
+                read_off.append(({**dict(steps=steps, eval_every=eval_every), name: value}, text))
+            else:
+                trained.append((dict(settings, **{name: value}), text))
+    mistakes = [{**_reference_curve(*problem, **run), "explanation": text} for run, text in trained]
+    mistakes += [{**_read_off(trajectory, **run), "explanation": text} for run, text in read_off]
+    return expected, mistakes
+
 
 def training_loop_cases(cases=((6, 8, 3, 60, 40, 30, 0.1, 16, 5),), seed=0):
     """Problems and settings for ``train_and_record``, with the curve and BN's running statistics at the
-    end that the specified loop gives, and those of the loop with each known mistake."""
+    end that the specified loop gives, and those of the loop with each known mistake. Each problem is drawn
+    again (up to 50 times) until the kit's comparison tells every known mistake from the right run and from
+    the other mistakes, so that no draw lets a known mistake through or names the wrong one."""
     rng = np.random.default_rng(seed)
     built = []
     for n_in, hidden, classes, n_train, n_test, steps, lr, batch_size, eval_every in cases:
-        w1, w2, b2, x_train, y_train, x_test, y_test = problem = _problem(rng, n_in, hidden, classes, n_train,
-                                                                          n_test)
-        sampler_seed = int(rng.integers(2**31))
-        settings = (steps, lr, batch_size, eval_every, sampler_seed)
-        expected = _reference_curve(*problem, *settings)
-        mistakes = [{**_reference_curve(*problem, *settings, **switch), "explanation": text}
-                    for switch, text in _LOOP_MISTAKES]
+        for _ in range(50):
+            w1, w2, b2, x_train, y_train, x_test, y_test = problem = _problem(rng, n_in, hidden, classes, n_train,
+                                                                              n_test)
+            sampler_seed = int(rng.integers(1, 2**31))
+            settings = dict(steps=steps, lr=lr, batch_size=batch_size, eval_every=eval_every, seed=sampler_seed)
+            expected, mistakes = _loop_mistakes(problem, **settings)
+            runs = [expected, *mistakes]   # each one told apart from the right run and from the others: one message
+            if not any(kit.same_run(a, b, n_test) for i, a in enumerate(runs) for b in runs[i + 1:]):
+                break
+        else:
+            raise RuntimeError(f"no problem of {cases} tells every known mistake apart in 50 draws")
         built.append({"inputs": {"w1": w1, "w2": w2, "b2": b2, "x_train": x_train, "y_train": y_train,
                                  "x_test": x_test, "y_test": y_test},
                       "steps": steps, "lr": lr, "batch_size": batch_size, "eval_every": eval_every,

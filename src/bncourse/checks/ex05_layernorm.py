@@ -63,6 +63,9 @@ def _layernorm_mistakes(x, gamma, beta, eps):
         Mistake(beta * _normalize(x, axis=-1, eps=eps) + gamma,
                 "gamma and beta are swapped: out = gamma * x_hat + beta."),
         Mistake(_normalize(x, axis=-1, eps=eps), "gamma and beta were not applied: out = gamma * x_hat + beta."),
+        Mistake(gamma * _normalize(x, axis=-1, eps=eps), "beta was not added: out = gamma * x_hat + beta."),
+        Mistake(affine((x - x.mean(axis=-1, keepdims=True)) / (x.var(axis=-1, keepdims=True) + eps)),
+                "x - mean was divided by the variance; divide by the standard deviation sqrt(var + eps)."),
     ]
     if eps != DEFAULT_EPS:
         mistakes.append(Mistake(affine(_normalize(x, axis=-1)),
@@ -140,7 +143,14 @@ def _layernorm_backward_mistakes(dout, cache):
                 "the path through the variance is missing: the term -x_hat * sum(g * x_hat) over the example's "
                 "features."),
         Mistake(_layernorm_dx(dout, cache, with_gamma=False), "gamma is missing from dx: d x_hat = dout * gamma."),
+        Mistake(x_hat.shape[-1] * _layernorm_dx(dout, cache),
+                f"dx is D = {x_hat.shape[-1]} times too large: the formula divides by D * std, not by std alone."),
     ]
+    if cache["eps"] != DEFAULT_EPS:
+        default_std = dict(cache, std=np.sqrt(cache["var"] + DEFAULT_EPS))
+        dx.append(Mistake(_layernorm_dx(dout, default_std),
+                          f"dx matches std = sqrt(var + {DEFAULT_EPS}), but this cache was made with "
+                          f"eps={cache['eps']}: use cache['std'] (or cache['eps']), not a fixed eps."))
     if x_hat.ndim == 2 and len(x_hat) > 1:  # batch norm's formula, which needs two examples
         bn_cache = reference.batchnorm_forward(cache["x"], cache["gamma"], np.zeros_like(cache["gamma"]),
                                                {"mode": "train", "eps": cache["eps"]})[1]
@@ -158,16 +168,17 @@ def _layernorm_backward_mistakes(dout, cache):
 
 
 def layernorm_backward_cases(shapes=((4, 6), (16, 5), (3, 7, 8)), seed=1):
-    """``dout`` and the reference forward pass's cache for each shape, so the check does not depend on the
-    student's forward pass; the reference gradients (torch autograd agrees) and the known mistakes'."""
+    """``dout`` and the reference forward pass's cache for each shape (the second made with eps=1e-3), so the
+    check does not depend on the student's forward pass; the reference gradients (torch autograd agrees) and
+    the known mistakes'."""
     rng = np.random.default_rng(seed)
     cases = []
-    for shape in shapes:
+    for shape, eps in zip(shapes, _eps_cases(shapes)):
         shape = tuple(shape)
         x = _examples(rng, shape)
         gamma, beta = _affine(rng, shape[-1])
         dout = rng.normal(size=shape)
-        _, cache = reference.layernorm_forward(x, gamma, beta)
+        _, cache = reference.layernorm_forward(x, gamma, beta, eps)
         cases.append({"dout": dout, "cache": cache, "expected": list(reference.layernorm_backward(dout, cache)),
                       "mistakes": list(_layernorm_backward_mistakes(dout, cache))})
     return cases
@@ -203,6 +214,10 @@ def _groupnorm_mistakes(x, gamma, beta, groups, eps):
         Mistake(grouped(_normalize(x.reshape(n, groups, -1), axis=-1, eps=eps, eps_inside=False).reshape(x.shape)),
                 "eps was added to the standard deviation; it goes inside the square root."),
     ]
+    if eps != DEFAULT_EPS:
+        mistakes.append(Mistake(grouped(_normalize(x.reshape(n, groups, -1), axis=-1).reshape(x.shape)),
+                                f"the output matches eps = {DEFAULT_EPS} instead of the eps={eps} passed in. Use "
+                                "the eps argument."))
     if groups != c:
         mistakes.append(Mistake(grouped(_normalize(x.reshape(n, c, -1), axis=-1, eps=eps).reshape(x.shape)),
                                 "each channel was normalized on its own: that is InstanceNorm (num_groups = C). "
@@ -266,6 +281,8 @@ def rmsnorm_forward_cases(shapes=((4, 6), (16, 5), (2, 5, 8)), seed=3):
             Mistake(gamma * x / _rms(x, eps, axis=0), "the mean square was taken over the batch (axis 0); RMSNorm "
                                                       "uses each example's own features: axis=-1."),
             Mistake(x / _rms(x, eps), "gamma was not applied: out = gamma * x / rms."),
+            Mistake(gamma * x / ((x ** 2).mean(axis=-1, keepdims=True) + eps),
+                    "x was divided by the mean square; divide by its square root, sqrt(mean(x**2) + eps)."),
         ]
         if eps != DEFAULT_EPS:
             mistakes.append(Mistake(gamma * x / _rms(x, DEFAULT_EPS),

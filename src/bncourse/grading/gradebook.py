@@ -9,8 +9,8 @@ from the sandbox. Afterwards each test cell's score is set to the trusted verdic
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -124,16 +124,142 @@ def feedback(root: Path, db_url: str, assignment: str, show_hidden_tests: bool) 
     # sanitize_html: markdown a student added is rendered without scripts or event handlers.
     api = _api(root, db_url, GenerateFeedback={"preprocessors": preprocessors}, HTMLExporter={"sanitize_html": True})
     _checked(api.generate_feedback(assignment, force=True), "write the feedback")
+    finish_feedback(root / "autograder" / "feedback", assignment)
+
+
+MATHJAX_CDN = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+MATHJAX_FILE = "mathjax-tex-svg.js"
+CHAPTER_LINK = re.compile(r'href="(?:\.\./)+chapters/([A-Za-z0-9_-]+)\.(?:md|ipynb)(#[A-Za-z0-9_-]*)?"')
+NO_SITE_NOTE = ('<p id="chapter-link-unavailable"><em>The link to the chapter cannot be followed: the course '
+                "site's address (html.baseurl in _config.yml) is not set.</em></p>")
+FEEDBACK_STYLE = ("<style>/* bncourse: explanations wrap instead of running off the right edge */\n"
+                  "pre, .output_text pre, .jp-OutputArea-output pre, .jp-RenderedText pre "
+                  "{white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word;}</style>")
+
+
+def offline_mathjax() -> Path | None:
+    """MathJax 3 (one self-contained script, SVG output: no fonts to fetch), from sphinx-mathjax-offline."""
+    import sysconfig
+
+    for key in ("purelib", "platlib"):
+        path = Path(sysconfig.get_paths()[key]) / "sphinx-mathjax-offline" / "static" / "mathjax" / "tex-svg.js"
+        if path.is_file():
+            return path
+    return None
+
+
+def finish_feedback(feedback: Path, assignment: str, site: str | None = None) -> None:
+    """Make each feedback page readable offline: lines wrap, math is rendered by a copy of MathJax
+    next to the page (no network), and the link to the chapter points at the published page
+    (``html.baseurl`` in ``_config.yml``; the page says so when it is unset)."""
+    from ..site import site_url
+
+    site = site_url() if site is None else site
+    mathjax = offline_mathjax()
+    for page in sorted(feedback.glob(f"*/{assignment}/{assignment}.html")):
+        html = page.read_text(encoding="utf-8")
+        if mathjax is not None:
+            shutil.copyfile(mathjax, page.with_name(MATHJAX_FILE))
+            config = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+                      "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true}, "
+                      "svg: {fontCache: 'global'}};</script>"
+                      f'<script src="{MATHJAX_FILE}"></script>')
+            html = MATHJAX_CDN.sub(lambda _: config, html, count=1)
+        if site:
+            html = CHAPTER_LINK.sub(lambda m: f'href="{site}/chapters/{m[1]}.html{m[2] or ""}"', html)
+        elif CHAPTER_LINK.search(html):
+            html = CHAPTER_LINK.sub('href="#chapter-link-unavailable"', html)
+            html = re.sub(r"(<body[^>]*>)", lambda m: m[1] + NO_SITE_NOTE, html, count=1)
+        html = html.replace("</head>", FEEDBACK_STYLE + "</head>", 1)
+        write_atomic_text(page, html)
+
+
+def write_atomic_text(path: Path, text: str) -> None:
+    from .files import write_atomic
+
+    write_atomic(path, text.encode("utf-8"))
+
+
+GRADES_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                  "raw_score", "late_submission_penalty", "score", "max_score", "lms_user_id"]
+
+
+def set_students(db_url: str, students: dict[str, tuple[str, str | None]]) -> None:
+    """Record each student's display name (as ``last_name``; the LMS gives one field) and LMS user
+    id, so the exports can be uploaded without matching rows by hand."""
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(db_url) as gb:
+            for key, (name, lms_user_id) in students.items():
+                student = gb.update_or_create_student(key)
+                if name:
+                    student.last_name = name[:128]
+                if lms_user_id:
+                    student.lms_user_id = lms_user_id[:128]
+            gb.db.commit()
+
+
+def grade_rows(db_url: str) -> list[dict]:
+    """One row per (assignment, student) in the gradebook, computed as nbgrader's export does."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = []
+    with Gradebook(db_url) as gb:
+        for assignment in gb.assignments:
+            for student in gb.students:
+                row = {"assignment": assignment.name, "duedate": assignment.duedate, "student_id": student.id,
+                       "last_name": student.last_name, "first_name": student.first_name, "email": student.email,
+                       "max_score": assignment.max_score, "lms_user_id": student.lms_user_id}
+                try:
+                    submission = gb.find_submission(assignment.name, student.id)
+                except MissingEntry:
+                    row.update(timestamp="", raw_score=0.0, late_submission_penalty=0.0, score=0.0)
+                else:
+                    penalty = submission.late_submission_penalty or 0.0
+                    row.update(timestamp=submission.timestamp, raw_score=submission.score,
+                               late_submission_penalty=penalty, score=max(0.0, submission.score - penalty))
+                rows.append(row)
+    return rows
 
 
 def export_csv(root: Path, db_url: str, destination: Path) -> None:
-    """nbgrader's grades CSV, written to a temporary file and renamed: never half-written."""
+    """The grades CSV (nbgrader's columns, plus ``lms_user_id``), every cell quoted and made
+    spreadsheet-safe (nbgrader's own export does not quote: a name with a comma forged rows),
+    written to a temporary file and renamed: never half-written."""
+    from .text import cell
+
+    _write_csv(destination, GRADES_COLUMNS, [[cell(row[k]) for k in GRADES_COLUMNS] for row in grade_rows(db_url)])
+
+
+def export_canvas(db_url: str, assignment: str, destination: Path, column: str | None = None) -> None:
+    """Canvas' gradebook import CSV for one assignment: ``Student, ID, SIS User ID, SIS Login ID,
+    Section, <assignment>`` and a ``Points Possible`` row. Canvas matches rows by ``ID`` (the Canvas
+    user id the downloaded file names carry); students from other sources go in ``SIS Login ID``.
+    ``column`` names the assignment column (Canvas wants ``Name (assignment id)`` to fill an
+    existing one; the default makes Canvas create a column)."""
+    from .text import cell
+
+    rows = [r for r in grade_rows(db_url) if r["assignment"] == assignment]
+    maximum = rows[0]["max_score"] if rows else ""
+    body = [["Points Possible", "", "", "", "", cell(maximum)]]
+    for r in rows:
+        canvas_id = r["lms_user_id"] or ""
+        body.append([cell(r["last_name"] or r["student_id"]), cell(canvas_id), "",
+                     "" if canvas_id else cell(r["student_id"]), "", cell(r["score"])])
+    _write_csv(destination, ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column or assignment], body)
+
+
+def _write_csv(destination: Path, header: list[str], rows: list[list[str]]) -> None:
+    import csv
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".partial")
-    run = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to", str(partial),
-                          f"--CourseDirectory.db_url={db_url}"],
-                         cwd=root / "autograder", capture_output=True, text=True, env=tool_env())
-    if run.returncode != 0:
-        raise RuntimeError(f"nbgrader export failed:\n{run.stdout}\n{run.stderr}")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
+        writer.writerow(header)
+        writer.writerows(rows)
     os.replace(partial, destination)
 
 

@@ -5,9 +5,11 @@ Two steps, both pure reading of the originals (which are never modified):
 1. **Find** each student's submission: nbgrader's ``submitted/<student>/<assignment>/`` layout,
    or a folder downloaded from an LMS (``<student>_…_<assignment>[-N].ipynb`` files and
    ``<student>….zip`` archives, read without extracting to disk, so a ``../`` path in a zip
-   cannot write anywhere). When a student has several notebooks, the latest wins: the highest
-   resubmission number ``-N``, then the newest modification time. A renamed notebook is used
-   when it is the only candidate.
+   cannot write anywhere). Students are keyed by the LMS's own identifier (:mod:`.lms` lists the
+   naming of Canvas, Moodle and Blackboard), never merged by name. When a student has several
+   notebooks, the latest wins: the newest (the LMS's attempt time, else the modification time),
+   then the highest copy number ``-N``. A renamed notebook is used when it is the only candidate.
+   Only regular files are read, never through a symbolic link (:mod:`.files`).
 2. **Rebuild** the notebook from the released version: every read-only and test cell comes from
    the release (so deleted, edited or retyped test cells and broken nbgrader metadata such as
    ``"schema_version": 99`` do not matter), the student's answer cells are matched by their
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
+import io
 import json
-import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -28,11 +31,17 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from . import lms
+from .copies import copied_from_reference, function_shapes as _function_shapes  # noqa: F401 (re-exported)
+from .files import NotARegularFile, is_real_dir, is_regular, read_regular, write_atomic  # noqa: F401
+
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 MAX_EXTRA_CELLS = 200
 MAX_ZIP_MEMBERS = 2000
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+STUDENT_ID = lms.STUDENT_ID
 RESUBMISSION = re.compile(r"-(\d+)$")
+READ_ERRORS = (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError, EOFError,
+               zipfile.LargeZipFile, MemoryError, RecursionError, OverflowError)
 
 
 @dataclass
@@ -48,11 +57,19 @@ class Candidate:
 
 @dataclass
 class Submission:
-    student: str
+    student: str  # the key: nbgrader's student id (from an LMS, the LMS's own identifier)
     data: bytes | None = None
     flags: list[str] = field(default_factory=list)
     error: str = ""
     timestamp: str | None = None  # nbgrader's timestamp.txt (from `nbgrader collect`), when valid
+    name: str = ""  # the display name the LMS gave (printable, one line); '' when none
+    lms: str = ""  # which LMS naming the files followed ("canvas", "moodle", ...); '' for nbgrader's layout
+    recordable: bool = True  # False when the folder name cannot be an id: reported, never put in the gradebook
+
+
+def safe_key(raw: str) -> str:
+    """A stand-in id for a folder whose name cannot be one (newlines, commas, non-UTF-8 bytes...)."""
+    return "invalid-name-" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,19 +79,21 @@ class Submission:
 def _candidate(label: str, name: str, load: Callable[[], bytes], mtime: float, assignment: str) -> Candidate:
     stem = PurePosixPath(name).stem
     match = RESUBMISSION.search(stem)
-    return Candidate(label, load, mtime, int(match.group(1)) if match else 0, assignment in stem)
+    number = int(match.group(1)) if match and len(match.group(1)) < 10 else 0
+    return Candidate(label, load, mtime, number, assignment in stem)
 
 
 def choose(student: str, candidates: list[Candidate], assignment: str) -> Submission:
-    """The latest notebook wins; the others are named in the flags."""
+    """The latest notebook wins (the newest, then the highest copy number ``-N``); the others are
+    named in the flags."""
     if not candidates:
         return Submission(student, error=f"no notebook was found for {assignment}")
-    ordered = sorted(candidates, key=lambda c: (c.named_right, c.resubmission, c.mtime, c.label))
+    ordered = sorted(candidates, key=lambda c: (c.named_right, c.mtime, c.resubmission, c.label))
     unreadable = []
     for chosen in reversed(ordered):  # the latest that can be read
         try:
             data = chosen.load()
-        except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, NotImplementedError) as exc:
+        except READ_ERRORS as exc:
             unreadable.append(f"{chosen.label} ({exc})")
             continue
         if len(data) > MAX_NOTEBOOK_BYTES:
@@ -95,110 +114,208 @@ def choose(student: str, candidates: list[Candidate], assignment: str) -> Submis
     return submission
 
 
-def _file_loader(path: Path) -> Callable[[], bytes] | None:
-    return (lambda: path.read_bytes()) if path.stat().st_size <= MAX_NOTEBOOK_BYTES else None
+def _file_loader(path: Path) -> Callable[[], bytes]:
+    return lambda: read_regular(path, MAX_NOTEBOOK_BYTES)
 
 
-def _member_loader(archive: Path, name: str) -> Callable[[], bytes]:
-    def load() -> bytes:
-        with zipfile.ZipFile(archive) as z, z.open(name) as f:
-            return f.read(MAX_NOTEBOOK_BYTES + 1)  # the size in the header may lie
-    return load
+class _Archive:
+    """A zip opened once for all its members (reopening it per member re-reads the whole directory)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = read_regular(path, 16 * MAX_NOTEBOOK_BYTES)
+        if len(self.data) > 16 * MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"larger than {16 * MAX_NOTEBOOK_BYTES // 2**20} MB")
+        self.zip = zipfile.ZipFile(io.BytesIO(self.data))
+
+    def loader(self, name: str) -> Callable[[], bytes]:
+        def load() -> bytes:
+            with self.zip.open(name) as f:
+                return f.read(MAX_NOTEBOOK_BYTES + 1)  # the size in the header may lie
+        return load
 
 
 def from_submitted_folder(submitted: Path, assignment: str) -> list[Submission]:
-    """Students in nbgrader's layout ``submitted/<student>/<assignment>/*.ipynb``."""
+    """Students in nbgrader's layout ``submitted/<student>/<assignment>/*.ipynb``; links are never followed."""
     found = []
-    for folder in sorted(submitted.glob(f"*/{assignment}")):
-        student = folder.parent.name
-        if not STUDENT_ID.match(student):
-            found.append(Submission(student, error=f"the folder name {student!r} cannot be a student id "
-                                    "(use letters, digits and _ . @ + - only)"))
-            continue
-        candidates, too_big = [], []
-        for path in sorted(folder.glob("*.ipynb")):
-            load = _file_loader(path)
-            if load is None:
-                too_big.append(path.name)
+    if not is_real_dir(submitted):
+        return found
+    for student_folder in sorted(submitted.iterdir()):
+        folder = student_folder / assignment
+        raw = student_folder.name
+        try:
+            if not is_real_dir(folder) and not (student_folder.is_symlink() or folder.is_symlink()):
                 continue
-            candidates.append(_candidate(path.name, path.name, load, path.stat().st_mtime, assignment))
-        submission = choose(student, candidates, assignment)
-        submission.timestamp = _timestamp(folder / "timestamp.txt", submission.flags)
-        if too_big:
-            submission.flags.append(f"ignored {', '.join(too_big)}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-        found.append(submission)
+            found.append(_one_submitted(raw, student_folder, folder, assignment))
+        except Exception as exc:  # noqa: BLE001 - one student's folder never stops the batch
+            key = raw if STUDENT_ID.match(raw) else safe_key(raw)
+            found.append(Submission(key, error=f"the submission could not be read ({type(exc).__name__}: "
+                                    f"{lms.display(str(exc))})", name=lms.display(raw),
+                                    recordable=key == raw))
     return found
+
+
+def _one_submitted(raw: str, student_folder: Path, folder: Path, assignment: str) -> Submission:
+    if not STUDENT_ID.match(raw):
+        return Submission(safe_key(raw), name=lms.display(raw), recordable=False,
+                          error=f"the folder name {lms.display(raw)!r} cannot be a student id "
+                                "(use letters, digits and _ . @ + - only); it was not graded")
+    if not is_real_dir(student_folder) or not is_real_dir(folder):
+        return Submission(raw, error="the submission folder is a symbolic link; links are never followed")
+    candidates, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.suffix != ".ipynb":
+            continue
+        if not is_regular(path):
+            skipped.append(f"{path.name} (a link or not a regular file)")
+            continue
+        size = path.lstat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            skipped.append(f"{path.name} (larger than {MAX_NOTEBOOK_BYTES // 2**20} MB)")
+            continue
+        candidates.append(_candidate(path.name, path.name, _file_loader(path), path.lstat().st_mtime, assignment))
+    submission = choose(raw, candidates, assignment)
+    submission.timestamp = _timestamp(folder / "timestamp.txt", submission.flags)
+    if skipped:
+        submission.flags.append("ignored " + ", ".join(skipped))
+    return submission
 
 
 def _timestamp(path: Path, flags: list[str]) -> str | None:
     """The submission time nbgrader recorded, checked: it decides late penalties."""
     from nbgrader.utils import parse_utc  # the parser nbgrader itself will apply
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    text = path.read_text(errors="replace").strip()[:100]
+    try:
+        text = read_regular(path, 100).decode("utf-8", "replace").strip()[:100]
+    except OSError as exc:
+        flags.append(f"timestamp.txt could not be read ({lms.display(str(exc))}); the submission was treated "
+                     "as on time")
+        return None
     try:
         parse_utc(text)
-    except (ValueError, OverflowError, TypeError):
-        flags.append(f"timestamp.txt ({text!r}) is not a date; the submission was treated as on time")
+    except (ValueError, OverflowError, TypeError, RecursionError):
+        flags.append(f"timestamp.txt ({lms.display(text)!r}) is not a date; the submission was treated as on time")
         return None
     return text
 
 
-def _zip_candidates(path: Path, assignment: str, flags: list[str]) -> list[Candidate]:
+def _zip_candidates(archive: _Archive, assignment: str, flags: list[str]) -> list[Candidate]:
     """Notebooks inside a zip, read in memory; unsafe or oversized members are skipped."""
     candidates = []
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            if len(members) > MAX_ZIP_MEMBERS:
-                flags.append(f"{path.name} has {len(members)} entries; only the first {MAX_ZIP_MEMBERS} were read")
-            for member in members[:MAX_ZIP_MEMBERS]:
-                name = member.filename.replace("\\", "/")
-                parts = PurePosixPath(name).parts
-                if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-                    flags.append(f"{path.name} contains an entry with an unsafe path ({member.filename!r}); "
-                                 "it was ignored")
-                    continue
-                if member.is_dir() or not name.endswith(".ipynb") or "__MACOSX" in parts \
-                        or ".ipynb_checkpoints" in parts:
-                    continue
-                if member.file_size > MAX_NOTEBOOK_BYTES:
-                    flags.append(f"{path.name}: {name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB; ignored")
-                    continue
-                mtime = datetime(*member.date_time).timestamp()
-                candidates.append(_candidate(f"{path.name}:{name}", name, _member_loader(path, member.filename),
-                                             mtime, assignment))
-    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
-        flags.append(f"{path.name} is not a readable zip file ({exc})")
+    label = lms.display(archive.path.name)
+    members = archive.zip.infolist()
+    if len(members) > MAX_ZIP_MEMBERS:
+        flags.append(f"{label} has {len(members)} entries; only the first {MAX_ZIP_MEMBERS} were read")
+    for member in members[:MAX_ZIP_MEMBERS]:
+        name = member.filename.replace("\\", "/")
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+            flags.append(f"{label} contains an entry with an unsafe path ({lms.display(member.filename)!r}); "
+                         "it was ignored")
+            continue
+        if member.is_dir() or not name.endswith(".ipynb") or "__MACOSX" in parts \
+                or ".ipynb_checkpoints" in parts:
+            continue
+        if member.file_size > MAX_NOTEBOOK_BYTES:
+            flags.append(f"{label}: {lms.display(name)} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB; ignored")
+            continue
+        try:
+            mtime = datetime(*member.date_time).timestamp()
+        except (ValueError, OverflowError):
+            mtime = 0.0
+        candidates.append(_candidate(f"{label}:{lms.display(name)}", name, archive.loader(member.filename),
+                                     mtime, assignment))
     return candidates
 
 
-def from_lms_folder(downloads: Path, assignment: str) -> tuple[list[Submission], list[str]]:
-    """Students from LMS downloads. Returns the submissions and notes on files that belong to nobody."""
-    per_student: dict[str, list[Candidate]] = {}
-    flags: dict[str, list[str]] = {}
-    unassigned = []
-    for path in sorted(p for p in downloads.iterdir() if p.is_file()):
-        student = path.stem.split("_")[0]
-        if path.suffix not in (".ipynb", ".zip") or not STUDENT_ID.match(student):
-            unassigned.append(f"ignored {path.name}: not named <student>_…_{assignment}.ipynb or <student>….zip")
+def _lms_entries(downloads: Path, unassigned: list[str]) -> list[tuple[Path, "lms.Owner | None"]]:
+    """The regular files of the download, and those inside Moodle's per-student folders
+    (``<Full Name>_<id>_assignsubmission_file_/``, its "download submissions in folders"), each with
+    the folder's owner; links and anything else are noted and never read."""
+    entries = []
+    for path in sorted(downloads.iterdir()):
+        label = lms.display(path.name)
+        if is_regular(path):
+            entries.append((path, None))
             continue
-        student_flags = flags.setdefault(student, [])
-        found = per_student.setdefault(student, [])
-        if path.suffix == ".zip":
-            found.extend(_zip_candidates(path, assignment, student_flags))
+        folder_owner = lms.owner(path.name) if is_real_dir(path) else None
+        if folder_owner is not None and folder_owner.lms == "moodle":
+            for inner in sorted(path.iterdir()):
+                if is_regular(inner) and inner.suffix in (".ipynb", ".zip"):
+                    entries.append((inner, folder_owner))
+                elif inner.suffix in (".ipynb", ".zip"):
+                    unassigned.append(f"ignored {label}/{lms.display(inner.name)}: a link or not a regular file")
+        elif path.is_symlink() or not path.is_dir():
+            unassigned.append(f"ignored {label}: a link or not a regular file")
         else:
-            load = _file_loader(path)
-            if load is None:
-                student_flags.append(f"ignored {path.name}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-                continue
-            found.append(_candidate(path.name, path.name, load, path.stat().st_mtime, assignment))
+            unassigned.append(f"ignored {label}: a folder (only the files the LMS downloaded are read)")
+    return entries
+
+
+def from_lms_folder(downloads: Path, assignment: str) -> tuple[list[Submission], list[str]]:
+    """Students from LMS downloads (the naming patterns are in :mod:`.lms`), keyed by the LMS's own
+    identifier: two identifiers are never merged, whatever their names. Returns the submissions and
+    notes on files that belong to nobody. Links and anything but regular files are never read."""
+    per_student: dict[str, list[Candidate]] = {}
+    owners: dict[str, list[lms.Owner]] = {}
+    flags: dict[str, list[str]] = {}
+    unassigned, archives = [], []
+    for path, who in _lms_entries(downloads, unassigned):
+        label = lms.display(path.name)
+        if who is None:
+            who = lms.owner(path.name) if path.suffix in (".ipynb", ".zip") else None
+        if who is None or not STUDENT_ID.match(who.key):
+            unassigned.append(f"ignored {label}: not named as an LMS download of {assignment} "
+                              "(see `make help` for the file names each LMS uses)")
+            continue
+        student_flags = flags.setdefault(who.key, [])
+        owners.setdefault(who.key, []).append(who)
+        found = per_student.setdefault(who.key, [])
+        try:
+            if path.suffix == ".zip":
+                archive = _Archive(path)
+                archives.append(archive)
+                candidates = _zip_candidates(archive, assignment, student_flags)
+            else:
+                if path.lstat().st_size > MAX_NOTEBOOK_BYTES:
+                    student_flags.append(f"ignored {label}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+                    continue
+                candidates = [_candidate(label, path.name, _file_loader(path), path.lstat().st_mtime, assignment)]
+        except READ_ERRORS as exc:
+            student_flags.append(f"{label} is not a readable file ({lms.display(str(exc))})")
+            continue
+        if who.attempt is not None:  # the LMS's attempt time orders the attempts
+            for c in candidates:
+                c.mtime = who.attempt
+        found.extend(candidates)
+    by_name: dict[str, set[str]] = {}
+    for key, its in owners.items():
+        for name in {o.name for o in its if o.name}:
+            by_name.setdefault(name, set()).add(key)
     submissions = []
-    for student, candidates in sorted(per_student.items()):
-        submission = choose(student, candidates, assignment)
-        submission.flags[:0] = flags[student]
-        submissions.append(submission)
+    try:
+        for student, candidates in sorted(per_student.items()):
+            its = owners[student]
+            submission = choose(student, candidates, assignment)
+            submission.name = next((o.name for o in its if o.name), "")
+            submission.lms = its[0].lms
+            submission.flags[:0] = flags[student]
+            names = sorted({o.name for o in its if o.name})
+            if len(names) > 1:
+                submission.flags.append(f"the files of {its[0].lms} id {student} carry different names "
+                                        f"({', '.join(names)}); they were graded as one student, by the id")
+            same = sorted(k for name in names for k in by_name[name] if k != student)
+            if same:
+                submission.flags.append(f"another student has the same name ({submission.name}; id "
+                                        f"{', '.join(same)}); they were graded separately, by the id")
+            if any(o.late for o in its):
+                submission.flags.append(f"{its[0].lms} marked this submission late")
+            submissions.append(submission)
+    finally:
+        for archive in archives:
+            archive.zip.close()
     return submissions, unassigned
 
 
@@ -229,7 +346,7 @@ def _nbgrader(cell: dict) -> dict:
 def _functions_defined(source: str) -> set[str]:
     try:
         return {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set(re.findall(r"^def\s+(\w+)\s*\(", source, flags=re.M))
 
 
@@ -268,8 +385,9 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
     if len(data) > MAX_NOTEBOOK_BYTES:
         return None, [], flags, f"the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"
     try:
-        notebook = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # An integer literal too long for Python to read (execution_count: 10**100000) reads as None.
+        notebook = json.loads(data.decode("utf-8-sig"), parse_int=lambda text: int(text) if len(text) < 4000 else None)
+    except (ValueError, RecursionError, MemoryError) as exc:  # also: an integer literal too long to read
         return None, [], flags, f"the notebook is not valid JSON and cannot be opened ({exc.__class__.__name__}: {exc})"
     if not isinstance(notebook, dict):
         return None, [], flags, "the file is JSON but not a notebook"
@@ -277,7 +395,15 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
     if cells is None:
         return None, [], flags, "the file is JSON but has no notebook cells"
 
-    released_cells = released["cells"]
+    matched, after = _match_cells(cells, released["cells"], flags)
+    _recover_lost_answers(released["cells"], matched, after, flags)
+    notebook, plan = _assemble(released, matched, after, flags)
+    return notebook, plan, flags, ""
+
+
+def _match_cells(cells: list[dict], released_cells: list[dict], flags: list[str]):
+    """Each student cell matched to its released cell by ``grade_id``; the rest are added cells,
+    kept after the released cell they followed. Returns ``(matched, after)``."""
     released_ids = {_nbgrader(c).get("grade_id"): i for i, c in enumerate(released_cells) if _nbgrader(c).get("grade_id")}
     matched: dict[int, dict] = {}  # released index -> student cell
     after: dict[int | None, list[dict]] = {}  # anchor (released index) -> added cells
@@ -297,8 +423,11 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
         else:
             matched[index] = cell
             anchor = index
+    return matched, after
 
-    # Answer cells whose metadata was lost: recognise them by the functions they define.
+
+def _recover_lost_answers(released_cells: list[dict], matched: dict, after: dict, flags: list[str]) -> None:
+    """Answer cells whose grading metadata was lost, recognised by the functions they define."""
     for i, rcell in enumerate(released_cells):
         meta = _nbgrader(rcell)
         if not meta.get("solution") or i in matched or rcell.get("cell_type") != "code":
@@ -314,6 +443,11 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
                              f"by the function it defines ({', '.join(sorted(wanted))})")
                 break
 
+
+def _assemble(released: dict, matched: dict, after: dict, flags: list[str]) -> tuple[dict, list[dict]]:
+    """The notebook to grade: the released cells (test and read-only cells as released), the
+    student's answers in place and their added cells where they were; and the answers plan."""
+    released_cells = released["cells"]
     out_cells, plan = [], []
     added = 0
 
@@ -367,51 +501,4 @@ def rebuild(data: bytes, released: dict) -> tuple[dict | None, list[dict], list[
         flags.append(f"the notebook has {added} added cells; only the first {MAX_EXTRA_CELLS} were kept")
     rebuilt = {"cells": out_cells, "metadata": copy.deepcopy(released.get("metadata", {})),
                "nbformat": 4, "nbformat_minor": released.get("nbformat_minor", 5)}
-    return rebuilt, plan, flags, ""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-
-
-def _function_shapes(source: str) -> dict[str, str]:
-    """Each top-level function's arguments and body (docstring left out) as a canonical AST dump."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return {}
-    shapes = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            body = node.body[1:] if (node.body and isinstance(node.body[0], ast.Expr)
-                                     and isinstance(node.body[0].value, ast.Constant)) else node.body
-            shapes[node.name] = ast.dump(node.args) + ast.dump(ast.Module(body=body, type_ignores=[]))
-    return shapes
-
-
-def copied_from_reference(plan: list[dict]) -> list[str]:
-    """Flags for answer functions that are the course's reference implementation, pasted in.
-
-    A student has the reference on their machine (the visible checks use it), so the trusted checks
-    cannot tell a pasted copy from their own work; this catches the verbatim copy for the instructor."""
-    import inspect
-
-    from .. import reference
-
-    references = {shape: name for name, shape in _function_shapes(inspect.getsource(reference)).items()}
-    flags = []
-    for cell in plan:
-        if cell["role"] == "setup":
-            continue
-        for name, shape in _function_shapes(cell["source"]).items():
-            if shape in references:
-                flags.append(f"COPIED: function {name} in cell '{cell['name']}' is the course's reference "
-                             f"implementation (bncourse.reference.{references[shape]}) pasted in")
-    return flags
+    return rebuilt, plan

@@ -33,11 +33,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import forbidden, gradebook, intake, sandbox, trusted
+from . import forbidden, gradebook, intake, reports, sandbox, trusted
+from .text import cell as _cell, one_line, printable, shorten
 from .assignments import forbidden_methods, trusted_checks
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SUMMARY_MESSAGE_CHARS = 300  # how much of a failed check's message a summary line shows
+SUMMARY_MESSAGE_CHARS = 300  # a terminal line shows this much of a message, cut after a whole sentence
 RESULT_VERSION = 1  # bump to invalidate saved per-student results after changing their meaning
 
 
@@ -51,12 +52,13 @@ class CellResult:
 
 @dataclass
 class StudentResult:
-    student: str
+    student: str  # the key (nbgrader's student id; from an LMS, the LMS's own identifier)
     score: float | None = None
     max_score: float | None = None
     cells: list[CellResult] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # plain-words notes for the instructor
     error: str = ""  # set when the submission could not be graded at all
+    name: str = ""  # the display name the LMS gave, printable ('' when none)
 
     @property
     def status(self) -> str:
@@ -89,6 +91,35 @@ class Course:
     def checked_notebook(self, assignment: str, student: str) -> Path:
         return self.root / gradebook.CHECKED / student / assignment / f"{assignment}.ipynb"
 
+    def release(self, assignment: str) -> Path:
+        return self.autograder / "release" / assignment / f"{assignment}.ipynb"
+
+    def solution(self, assignment: str) -> Path:
+        return self.root / "solutions" / assignment / f"{assignment}.ipynb"
+
+    def submitted_notebook(self, assignment: str, student: str) -> Path:
+        return self.submitted() / student / assignment / f"{assignment}.ipynb"
+
+    def feedback(self, assignment: str, student: str) -> Path:
+        return self.autograder / "feedback" / student / assignment / f"{assignment}.html"
+
+    @property
+    def reports(self) -> Path:
+        return self.autograder / "reports"
+
+    @property
+    def grades_csv(self) -> Path:
+        return self.autograder / "grades.csv"
+
+    def canvas_csv(self, assignment: str) -> Path:
+        return self.reports / f"{assignment}-canvas.csv"
+
+    def summary_csv(self, assignment: str) -> Path:
+        return self.reports / f"{assignment}-summary.csv"
+
+    def class_report(self, assignment: str) -> Path:
+        return self.reports / f"{assignment}-class.html"
+
     def secret(self) -> bytes:
         """The key behind each student's secret inputs; made once, never committed."""
         path = self.autograder / "grading-secret"
@@ -112,10 +143,21 @@ class Job:
 # ---------------------------------------------------------------------------------------------
 
 def _code_fingerprint() -> str:
-    """Changes when the checks, the references or the sandbox programs change."""
+    """Changes when the checks, the references or the sandbox programs change: the package's
+    modules, the check cases (``checks/``), the grading code with each assignment's trusted checks,
+    and the student kit's comparisons (``kit/src/bnkit``, the checkout's or the installed one)."""
     package = Path(__file__).resolve().parents[1]
-    files = sorted([*package.glob("*.py"), *Path(__file__).parent.glob("**/*.py")])
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+    folders = [package / "checks", Path(__file__).parent, REPO_ROOT / "kit" / "src" / "bnkit"]
+    try:
+        import bnkit
+        folders.append(Path(bnkit.__file__).parent)
+    except ImportError:
+        pass
+    files = sorted({*package.glob("*.py"), *(p for folder in folders for p in folder.glob("**/*.py"))})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _annotate(notebook: dict, verdicts: dict[str, trusted.CellVerdict]) -> None:
@@ -189,13 +231,13 @@ def _find_submissions(course: Course, assignment: str, lms: Path | None) -> tupl
         return intake.from_submitted_folder(course.submitted(), assignment), []
     submissions, notes = intake.from_lms_folder(lms, assignment)
     for s in submissions:  # keep a copy in nbgrader's layout, for the record (the download is untouched)
-        if s.data is not None:
-            intake.write_atomic(course.submitted() / s.student / assignment / f"{assignment}.ipynb", s.data)
+        if s.data is not None and s.recordable:
+            intake.write_atomic(course.submitted_notebook(assignment, s.student), s.data)
     return submissions, notes
 
 
 def self_test(course: Course, assignment: str, released: dict, checks: dict, limits: sandbox.Limits) -> None:
-    source = course.root / "solutions" / assignment / f"{assignment}.ipynb"
+    source = course.solution(assignment)
     notebook, plan, _, error = intake.rebuild(source.read_bytes(), released)
     if error:
         raise RuntimeError(f"self-test: the solution notebook cannot be read: {error}")
@@ -212,6 +254,13 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
     """Grade every submission of ``assignment``; returns one result per student."""
     from tqdm import tqdm
 
+    phases = tqdm(total=6, desc=f"{assignment}: recording the assignment", unit="phase", disable=not progress,
+                  position=0, leave=False)
+
+    def phase(what: str) -> None:
+        phases.update()
+        phases.set_description(f"{assignment}: {what}")
+
     sandbox.check_available()
     os.environ["PATH"] = gradebook.tool_env()["PATH"]
     checks, rules = trusted_checks(assignment), forbidden_methods(assignment)
@@ -224,32 +273,44 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
         if set(test_cells) != set(checks):
             raise RuntimeError(f"the trusted checks of {assignment} cover {sorted(checks)} but its test cells are "
                                f"{sorted(test_cells)}: every test cell needs exactly one trusted check")
+        phase("self-test (the reference must pass every trusted check)")
         self_test(course, assignment, released, checks, limits)
+        phase("reading the submissions")
         submissions, batch_notes = _find_submissions(course, assignment, lms_downloads)
         secret, fingerprint = course.secret(), _code_fingerprint()
         results: dict[str, StudentResult] = {}
         jobs: list[Job] = []
+        unrecorded = {s.student for s in submissions if not s.recordable}
+        gradebook.set_students(db.working_url, {s.student: (s.name, s.student if s.lms == "canvas" else None)
+                                                for s in submissions if s.recordable})
         for submission in submissions:
-            result = results[submission.student] = StudentResult(submission.student, flags=list(submission.flags))
+            result = results[submission.student] = StudentResult(submission.student, flags=list(submission.flags),
+                                                                 name=submission.name)
             if submission.error:
                 result.error = submission.error
                 continue
-            notebook, plan, flags, error = intake.rebuild(submission.data, released)
-            result.flags.extend(flags)
-            if error:
-                result.error = error
+            try:  # one crafted notebook never stops the batch
+                notebook, plan, flags, error = intake.rebuild(submission.data, released)
+                result.flags.extend(flags)
+                if error:
+                    result.error = error
+                    continue
+                result.flags.extend(intake.copied_from_reference(plan))
+                result.flags.extend(forbidden.flags(plan, rules))
+                seed = trusted.student_seed(secret, assignment, submission.student, [notebook, plan])
+                key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
+                                                 asdict(limits)], sort_keys=True).encode()).hexdigest()
+            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001
+                result.error = f"the notebook could not be prepared for grading ({type(exc).__name__}: {exc})"
                 continue
-            result.flags.extend(intake.copied_from_reference(plan))
-            result.flags.extend(forbidden.flags(plan, rules))
-            seed = trusted.student_seed(secret, assignment, submission.student)
-            key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
-                                             asdict(limits)], sort_keys=True).encode()).hexdigest()
             jobs.append(Job(submission.student, notebook, plan, seed, key))
+        phase("grading in the sandboxes")
 
         outcomes: dict[str, dict] = {}
         grader_faults: set[str] = set()
         with sandbox.SlotPool(workers, limits) as slots, ThreadPoolExecutor(max_workers=workers) as pool, \
-                tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress) as bar:
+                tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress,
+                     position=1, leave=False) as bar:
             if slots.cgroups.kind == "none" and os.geteuid() == 0:
                 batch_notes.append("warning: no control groups could be created on this machine, so each sandbox's "
                                    "memory and process count are capped per process only (see GRADING.md)")
@@ -265,10 +326,11 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                     grader_faults.add(job.student)
                     results[job.student].error = (f"GRADER ERROR, not graded (run make grade again; the gradebook "
                                                   f"keeps this student's previous result): {type(exc).__name__}: "
-                                                  f"{exc}")[:500]
+                                                  f"{exc}")
                 bar.update()
 
         # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
+        phase("writing the gradebook")
         plans = {job.student: job.plan for job in jobs}
         timestamps = {s.student: s.timestamp for s in submissions}
         for student in sorted(results):
@@ -279,7 +341,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 intake.write_atomic(stamp, timestamps[student].encode())
             else:
                 stamp.unlink(missing_ok=True)
-            if student in grader_faults:
+            if student in grader_faults or student in unrecorded:
                 continue
             if outcome is None:
                 gradebook.record(course.root, db.working_url, assignment, student, None)
@@ -298,39 +360,44 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
                 verdict = outcome["trusted"].get(grade_id, {})
                 problem = "" if score >= maximum else verdict.get("message", "failed")
                 result.cells.append(CellResult(grade_id, score, maximum, problem))
+    phase("writing the feedback")
     if any(r.score is not None for r in results.values()):
         gradebook.feedback(course.root, course.db_url, assignment, show_hidden_tests)
-    reports = course.autograder / "reports"
-    reports.mkdir(exist_ok=True)
-    gradebook.export_csv(course.root, course.db_url, course.autograder / "grades.csv")
+    phase("writing the grades and the reports")
+    course.reports.mkdir(parents=True, exist_ok=True)
+    gradebook.export_csv(course.root, course.db_url, course.grades_csv)
+    gradebook.export_canvas(course.db_url, assignment, course.canvas_csv(assignment))
     ordered = [results[s] for s in sorted(results)]
-    write_summary(ordered, reports / f"{assignment}-summary.csv", batch_notes)
+    write_summary(ordered, course.summary_csv(assignment), batch_notes)
+    reports.write_class_report(ordered, assignment, course.class_report(assignment),
+                               lambda student: course.feedback(assignment, student))
+    phases.close()
     if progress and batch_notes:
         print("\n".join(_one_line(note) for note in batch_notes))
     return ordered
 
 
-def _printable(text: str) -> str:
-    """Student-controlled text without control characters (no terminal escape sequences)."""
-    return "".join(ch if ch.isprintable() or ch == "\n" else "?" for ch in text)
+_printable = printable
 
 
 def _one_line(text: str) -> str:
-    return " ".join(_printable(text).split())[:SUMMARY_MESSAGE_CHARS]
+    """For the terminal: one line, cut after a whole sentence."""
+    return shorten(text, SUMMARY_MESSAGE_CHARS)
 
 
 def write_summary(results: list[StudentResult], destination: Path, batch_notes: list[str] = ()) -> None:
     partial = destination.with_name(destination.name + ".partial")
     with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "status", "score", "max_score", "problems"])
-        for r in results:
-            problems = [_one_line(r.error)] if r.error else []
-            problems += [f"{c.grade_id}: {_one_line(c.problem)}" for c in r.cells if c.problem]
-            problems += [_one_line(f) for f in r.flags]
-            writer.writerow([r.student, r.status, r.score, r.max_score, " | ".join(problems)])
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
+        writer.writerow(["student", "name", "status", "score", "max_score", "problems"])
+        for r in results:  # whole messages (a cell is cut only at a spreadsheet's limit, after a sentence)
+            problems = [one_line(r.error)] if r.error else []
+            problems += [f"{c.grade_id}: {one_line(c.problem)}" for c in r.cells if c.problem]
+            problems += [one_line(f) for f in r.flags]
+            writer.writerow([_cell(v) for v in (r.student, r.name, r.status, r.score, r.max_score,
+                                                 " | ".join(problems))])
         for note in batch_notes:
-            writer.writerow(["", "note", "", "", _one_line(note)])
+            writer.writerow(["", "", "note", "", "", _cell(one_line(note))])
     os.replace(partial, destination)
 
 
@@ -338,7 +405,8 @@ def format_summary(results: list[StudentResult]) -> str:
     lines = [f"{'student':<24} {'score':>11}  status / problems"]
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.score is not None else "-"
-        lines.append(f"{r.student:<24} {score:>11}  {_one_line(r.error) or r.status}")
+        who = _one_line(f"{r.student} ({r.name})" if r.name else r.student)
+        lines.append(f"{who:<24} {score:>11}  {_one_line(r.error) or r.status}")
         for cell in r.cells:
             if cell.problem:
                 lines.append(f"{'':<38}- {cell.grade_id} ({cell.score:g}/{cell.max_score:g}): {_one_line(cell.problem)}")
@@ -370,7 +438,9 @@ def main(argv=None) -> int:
                                show_hidden_tests=args.feedback_shows_hidden_tests)
     print()
     print(format_summary(results) if results else "No submissions found under autograder/submitted/.")
-    print(f"\nGrades CSV:   {course.autograder / 'grades.csv'}")
-    print(f"Summary CSV:  {course.autograder / 'reports' / (args.assignment + '-summary.csv')}")
+    print(f"\nGrades CSV:   {course.grades_csv}")
+    print(f"Canvas CSV:   {course.canvas_csv(args.assignment)} (Canvas: Grades > Import)")
+    print(f"Summary CSV:  {course.summary_csv(args.assignment)}")
+    print(f"Class report: {course.class_report(args.assignment)}")
     print(f"Feedback:     {course.autograder / 'feedback'}/<student>/{args.assignment}/")
     return 0

@@ -6,7 +6,9 @@ sandbox only its allow-listed modules, so that the reference implementations can
 ``/grader`` with the programs in ``inside/`` and the run's input files, read-only; and an empty,
 size-limited ``tmpfs`` as home and working directory. There is no network (a new network namespace
 with only loopback), a new PID namespace (when the run ends, the kernel kills every process left in
-it), and limits on wall time, address space, processes, open files and file size.
+it), and limits on wall time, address space, processes, open files and file size. A system-call filter
+(:mod:`.seccomp`) refuses what namespaces do not isolate, above all the kernel keyrings, so that no
+two runs share anything.
 
 When the grader runs as root, bwrap sets up the mounts and ``setpriv`` drops to an unprivileged
 user id of its own per worker slot, with no capabilities: the process limit then counts only that
@@ -24,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import seccomp
 
 INSIDE = Path(__file__).resolve().parent / "inside"
 PACKAGE = Path(__file__).resolve().parents[1]  # src/bncourse
@@ -186,12 +190,25 @@ def _ro_binds() -> list[Path]:
             and not str(p).startswith(("/usr/", "/etc/"))]
 
 
-def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs: Path,
+def popen(program: str, args: list[str], *, limits: Limits, slot: int, inputs: Path, answers_only: bool = False,
+          pass_fds: tuple[int, ...] = (), **kwargs) -> subprocess.Popen:
+    """Start ``inside/<program>`` in a fresh sandbox under the system-call filter of :mod:`.seccomp`."""
+    fd = seccomp.filter_fd()
+    try:
+        cmd = command(program, args, limits=limits, slot=slot, inputs=inputs, answers_only=answers_only,
+                      seccomp_fd=fd)
+        return subprocess.Popen(cmd, pass_fds=(*pass_fds, fd), **kwargs)
+    finally:
+        os.close(fd)
+
+
+def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs: Path, seccomp_fd: int,
             answers_only: bool = False) -> list[str]:
     """The command line that runs ``inside/<program>`` with ``args`` in a fresh sandbox.
 
     ``inputs`` is a folder of the run's input files, visible read-only at ``/input``.
     With ``answers_only`` the course package shows only :data:`MODULES_VISIBLE_TO_ANSWERS`.
+    ``seccomp_fd`` holds the system-call filter (:func:`.seccomp.filter_fd`), passed to bwrap.
     """
     bwrap = require_bwrap()
     as_root = os.geteuid() == 0
@@ -201,7 +218,7 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
         join = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
         cmd += ["/bin/sh", "-c", join, "sh", *map(str, _CGROUP_PROCS[slot]), "--"]
     cmd += [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-           "--die-with-parent", "--new-session"]
+           "--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd)]
     if not as_root:
         cmd += ["--unshare-user"]
     # /tmp first: later mounts go on top of earlier ones, and the course may live under /tmp.
@@ -270,6 +287,16 @@ def command(program: str, args: list[str], *, limits: Limits, slot: int, inputs:
     return cmd
 
 
+def stop(process: subprocess.Popen | None, slot: int | None = None) -> None:
+    """End a sandbox: killing bwrap ends its PID namespace and everything in it."""
+    if process and process.poll() is None:
+        process.kill()
+    if process:
+        process.wait()
+        if slot is not None:
+            wait_until_gone(slot)
+
+
 def wait_until_gone(slot: int, timeout: float = 10.0) -> None:
     """After a sandbox is killed, wait until the kernel has removed its processes, so that the next
     sandbox of this slot (same uid, same process limit) starts from zero."""
@@ -295,9 +322,16 @@ def _owner(path: Path) -> int | None:
 def check_available() -> None:
     """Fail early, in plain words, when sandboxes cannot be created here."""
     bwrap = require_bwrap()
-    probe = subprocess.run([bwrap, "--unshare-pid", "--unshare-net", *([] if os.geteuid() == 0 else ["--unshare-user"]),
-                            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
-                           capture_output=True, text=True)
+    try:
+        fd = seccomp.filter_fd()
+    except seccomp.UnsupportedArchitecture as exc:
+        raise SandboxUnavailable(str(exc)) from None
+    try:
+        probe = subprocess.run([bwrap, "--unshare-pid", "--unshare-net", *([] if os.geteuid() == 0 else ["--unshare-user"]),
+                                "--seccomp", str(fd), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+                               capture_output=True, text=True, pass_fds=(fd,))
+    finally:
+        os.close(fd)
     if probe.returncode != 0:
         raise SandboxUnavailable("bubblewrap cannot create a sandbox on this machine "
                                  f"({probe.stderr.strip() or probe.returncode}). Unprivileged user namespaces "

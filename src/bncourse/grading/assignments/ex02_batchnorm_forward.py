@@ -12,10 +12,16 @@ from bncourse.grading.forbidden import Forbidden
 
 
 
+def _epsilons(rng, count):
+    """eps from 1e-4 to 0.1 (one significant digit), so that a hard-coded 1e-5 changes the output."""
+    return tuple(float(f"{10 ** rng.uniform(-4, -1):.0e}") for _ in range(count))
+
+
 def forward_train(answers, rng):
     shapes = [(_size(rng, 2, 6), _size(rng, 1, 4)), (_size(rng, 10, 40), _size(rng, 3, 12)),
               (_size(rng, 20, 70), _size(rng, 2, 9))]
-    checks.check_batchnorm_forward_train(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng))
+    checks.check_batchnorm_forward_train(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng),
+                                         epsilons=_epsilons(rng, 3))
 
 
 def running_stats(answers, rng):
@@ -26,7 +32,7 @@ def running_stats(answers, rng):
 
 def eval_mode(answers, rng):
     shapes = ((_size(rng, 2, 20), _size(rng, 1, 8)), (1, _size(rng, 1, 8)))
-    checks.check_eval_mode(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng))
+    checks.check_eval_mode(answers.batchnorm_forward, shapes=shapes, seed=_seed(rng), epsilons=_epsilons(rng, 2))
 
 
 def cache_and_inputs(answers, rng):

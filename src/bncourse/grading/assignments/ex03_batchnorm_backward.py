@@ -17,12 +17,19 @@ def _shapes(rng):
     return ((2, _size(rng, 1, 6)), (_size(rng, 3, 12), _size(rng, 1, 3)), (_size(rng, 20, 60), _size(rng, 4, 12)))
 
 
+def _epsilons(rng):
+    """The eps of each case's cache: the default once, then two from 1e-4 to 0.1 (a fixed eps shows up)."""
+    return (1e-5,) + tuple(float(f"{10 ** rng.uniform(-4, -1):.0e}") for _ in range(2))
+
+
 def backward(answers, rng):
-    checks.check_batchnorm_backward(answers.batchnorm_backward, shapes=_shapes(rng), seed=_seed(rng))
+    checks.check_batchnorm_backward(answers.batchnorm_backward, shapes=_shapes(rng), seed=_seed(rng),
+                                    epsilons=_epsilons(rng))
 
 
 def backward_alt(answers, rng):
-    checks.check_batchnorm_backward_alt(answers.batchnorm_backward_alt, shapes=_shapes(rng), seed=_seed(rng))
+    checks.check_batchnorm_backward_alt(answers.batchnorm_backward_alt, shapes=_shapes(rng), seed=_seed(rng),
+                                        epsilons=_epsilons(rng)[::-1])
     checks.check_gradient_invariants(answers.batchnorm_backward_alt, shapes=_shapes(rng)[1:], seed=_seed(rng))
 
 
@@ -34,7 +41,8 @@ def spatial(answers, rng):
 
 def numerical_gradient(answers, rng):
     shapes = tuple((_size(rng, 1, 5), _size(rng, 1, 6), _size(rng, 1, 5)) for _ in range(2))
-    checks.check_numerical_gradient(answers.numerical_gradient_of_tanh_layer, shapes=shapes, seed=_seed(rng))
+    hs = (float(f"{10 ** rng.uniform(-6, -4):.0e}"), round(float(rng.uniform(0.02, 0.1)), 3))  # small, large
+    checks.check_numerical_gradient(answers.numerical_gradient_of_tanh_layer, shapes=shapes, seed=_seed(rng), hs=hs)
 
 
 def relative_error(answers, rng):

@@ -6,8 +6,9 @@ CELLS_JSON lists the code cells to run, in order: the exercise's setup cells and
 answer and extra cells, never the test cells. The trusted grader then sends calls such as
 ``{"call": "batchnorm_forward", "args": [...], "kwargs": {...}}`` and gets back the value the
 function returned plus the arguments as they are after the call (so that in-place updates, like
-running statistics stored into ``bn_param``, are seen outside). The verdict is made outside:
-nothing this process says is trusted.
+running statistics stored into ``bn_param``, are seen outside), or, when it raised, the exception's
+classes and the line of the cell it came from (never its message, which the secret inputs could be
+in). The verdict is made outside: nothing this process says is trusted.
 
 Events sent while starting: ``{"event": "cell", "index": i}`` before each cell,
 ``{"event": "cell_done", "index": i, "error": str|None}`` after it, then ``{"event": "ready"}``.
@@ -54,7 +55,19 @@ def _python(source: str) -> str:
     # IPython's own translation, so that only real magics change (not a continued line starting with %).
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(source)
+    code = TransformerManager().transform_cell(source)
+    # It drops leading blank lines; put them back, so that line numbers are the cell's own.
+    dropped = _leading_blank_lines(source) - _leading_blank_lines(code)
+    return "\n" * dropped + code if dropped > 0 else code
+
+
+def _leading_blank_lines(text: str) -> int:
+    count = 0
+    for line in text.splitlines():
+        if line.strip():
+            break
+        count += 1
+    return count
 
 
 def _describe(exc: BaseException) -> str:
@@ -63,6 +76,23 @@ def _describe(exc: BaseException) -> str:
     except BaseException:  # noqa: BLE001 - an exception whose message itself fails
         text = "(no message)"
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _type_and_place(exc: BaseException) -> dict:
+    """What the grader may say about an exception raised during a call: its classes (the grader names
+    the first built-in one) and the innermost line of a notebook cell it came through, or "library"
+    when none. Never its message: the function was called on the grader's secret inputs."""
+    try:
+        types = [cls.__name__ for cls in type(exc).__mro__][:64]
+    except BaseException:  # noqa: BLE001 - a class that misbehaves
+        types = []
+    where, tb = "library", exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith("<cell ") and filename.endswith(">"):
+            where = [filename[len("<cell "):-1], tb.tb_lineno]
+        tb = tb.tb_next
+    return {"types": types, "where": where}
 
 
 def run_cell(cell: dict, namespace: dict):
@@ -104,8 +134,8 @@ def serve(namespace: dict, requests: int, replies: int) -> None:
             result = function(*args, **kwargs)
             reply = {"ok": True, "result": wire.encode(result), "args": wire.encode(args),
                      "kwargs": wire.encode(kwargs)}
-        except BaseException as exc:  # noqa: BLE001 - the student's error, reported in words
-            reply = {"ok": False, "error": _describe(exc)}
+        except BaseException as exc:  # noqa: BLE001 - the student's error, reported by type and place only
+            reply = {"ok": False, **_type_and_place(exc)}
         wire.send(replies, reply)
 
 
