@@ -23,6 +23,7 @@ help:
 	  'make test                  run the whole test suite (sets up .venv and the Debian packages it needs)' \
 	  'make lab                   a student-only environment (the kit, no course code) and JupyterLab' \
 	  'make solution-notebooks    write solutions/exNN/*.ipynb from the MyST sources' \
+	  'make kit                   build the student kit (bnkit wheel, in _build/kit/) and install it into .venv' \
 	  'make exercises             regenerate exercises/ (the released notebooks) with nbgrader' \
 	  'make experiments [SIZE=tiny|cpu|gpu] [MNIST=folder]   rerun the chapter experiments' \
 	  'make grade ASSIGNMENT=exNN_topic [LMS=folder] [WORKERS=n] [DB_URL=...]' \
@@ -119,7 +120,7 @@ lock:
 	rm -rf /tmp/bncourse-lock && $(PYTHON) -m venv /tmp/bncourse-lock
 	/tmp/bncourse-lock/bin/pip install --quiet -r requirements.in
 	{ echo "# Fully pinned lock of requirements.in, made by 'make lock' (pip freeze); installs use this file."; \
-	  /tmp/bncourse-lock/bin/pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.txt
+	  /tmp/bncourse-lock/bin/pip freeze --all | grep -v '^pip==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.txt
 
 clean:
 	rm -rf _build

@@ -343,25 +343,41 @@ def test_bundle_from_the_site_works_in_a_fresh_environment(site, server, student
                             capture_output=True, text=True, check=True).stdout
     assert "bnkit" in listed and "bncourse" not in listed
 
-    # Each known wrong answer fails only cells it should, the first with its named message, and shows no
-    # traceback through the kit.
-    for right in wrong_answers.correct_answers(exercise):
-        path = work / f"right_{right.name}.ipynb"
-        nbformat.write(with_answers_of(wrong_answers.apply(right, solution_notebook(exercise)), released), path)
-        assert failed_cells(_execute(student_python, path, work, env)) == {}, right.name
-
-    for mistake in wrong:
-        path = work / f"wrong_{mistake.name}.ipynb"
-        nbformat.write(with_answers_of(wrong_answers.apply(mistake, solution_notebook(exercise)), released), path)
-        failed = failed_cells(_execute(student_python, path, work, env))
+    # Every right answer written differently passes; each known wrong answer fails only cells it should, the
+    # first with its named message, and shows no traceback through the kit. One kernel runs them all: each
+    # variant's cells (all but the setup) redefine every answer and given function before its checks run.
+    variants = [(f"right-{r.name}", r) for r in wrong_answers.correct_answers(exercise)]
+    variants += [(f"wrong-{w.name}", w) for w in wrong]
+    combined = nbformat.from_dict(json.loads(json.dumps(released)))
+    combined.cells = [c for c in combined.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"]
+    for label, variant in variants:
+        for cell in with_answers_of(wrong_answers.apply(variant, solution_notebook(exercise)), released).cells:
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") != "setup":
+                cell.metadata["variant"] = label
+                combined.cells.append(cell)
+    path = work / "variants.ipynb"
+    nbformat.write(combined, path)
+    executed = _execute(student_python, path, work, env)
+    failures = {label: {} for label, _ in variants}
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                failures.setdefault(cell.metadata.get("variant", "setup"), {})[cell.metadata.get("nbgrader", {}).get("grade_id")] = \
+                    "\n".join(output.traceback)
+    assert "setup" not in failures
+    for label, variant in variants:
+        failed = failures[label]
         failed_tests = [g for g in failed if g in test_cells]
-        assert set(failed) <= mistake.fails | set(test_cells), (mistake.name, failed)
-        assert set(failed_tests) <= mistake.fails, (mistake.name, failed_tests)
+        if label.startswith("right-"):
+            assert failed == {}, (label, failed)
+            continue
+        assert set(failed) <= variant.fails | set(test_cells), (label, failed)
+        assert set(failed_tests) <= variant.fails, (label, failed_tests)
         if not failed_tests:
             continue   # caught by hidden tests and the grader only
         first = failed[failed_tests[0]]
-        assert mistake.says in first, (mistake.name, first)
-        assert "Traceback" not in first and "site-packages" not in first, (mistake.name, first)
+        assert variant.says in first, (label, first)
+        assert "Traceback" not in first and "site-packages" not in first, (label, first)
 
 
 @pytest.mark.slow

@@ -176,7 +176,7 @@ def _loop_mistakes(problem, steps, lr, batch_size, eval_every, seed):
     return expected, mistakes
 
 
-def training_loop_cases(cases=((6, 8, 3, 60, 40, 30, 0.1, 16, 5),), seed=0):
+def training_loop_cases(cases=((6, 8, 3, 60, 40, 30, 0.1, 16, 5), (4, 6, 3, 50, 30, 24, 0.2, 8, 4)), seed=0):
     """Problems and settings for ``train_and_record``, with the curve and BN's running statistics at the
     end that the specified loop gives, and those of the loop with each known mistake. Each problem is drawn
     again (up to 50 times) until the kit's comparison tells every known mistake from the right run and from
