@@ -95,6 +95,18 @@ def student_facing(check):
     return run
 
 
+def _given_entries(result, subject, wrapper, names):
+    """The dict a given (read-only) wrapper of the notebook returns, after checking it has every named entry."""
+    missing = list(names) if not isinstance(result, dict) else [name for name in names if name not in result]
+    if missing:
+        got = f"a {type(result).__name__}" if not isinstance(result, dict) else f"a dict without {missing}"
+        _fail(subject, f"the given wrapper `{wrapper}` was changed: it returns a dict with the entries "
+                       f"{list(names)}, but it returned {got}.",
+              f"restore the given cell that defines `{wrapper}` (take it from a fresh copy of the notebook) and "
+              "run it again.")
+    return result
+
+
 def _close(a, b) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=RTOL, atol=ATOL))
 

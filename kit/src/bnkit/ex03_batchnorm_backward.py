@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import _as_array, _compare, _fail, _passed
+from ._core import _as_array, _compare, _fail, _given_entries, _passed
 from ._fixtures import stored_check
 
 EXERCISE = "ex03_batchnorm_backward"
@@ -26,18 +26,6 @@ def _triple(result, subject, names=GRADIENTS):
         _fail(subject, f"the function must return {len(names)} values `({', '.join(names)})`, but it returned "
                        f"a {kind}.", f"end with `return {', '.join(names)}`.")
     return result
-
-
-def _given_entries(result, subject, wrapper, names):
-    """The named entries of the dict a given (read-only) wrapper of the notebook returns."""
-    missing = list(names) if not isinstance(result, dict) else [name for name in names if name not in result]
-    if missing:
-        got = f"a {type(result).__name__}" if not isinstance(result, dict) else f"a dict without {missing}"
-        _fail(subject, f"the given wrapper `{wrapper}` was changed: it returns a dict with the entries "
-                       f"{list(names)}, but it returned {got}.",
-              f"restore the given cell that defines `{wrapper}` (take it from a fresh copy of the notebook) and "
-              "run it again.")
-    return [result[name] for name in names]
 
 
 def _cache_copy(cache):
@@ -111,7 +99,7 @@ def verify_numerical_gradient(numerical_gradient_of_tanh_layer, cases):
         subject = f"numerical_gradient on f(x) = tanh(x @ a), x of shape {x.shape}, h={h}"
         given = x.copy()
         result = numerical_gradient_of_tanh_layer(given, case["a"].copy(), case["dout"].copy(), h)
-        (gradient,) = _given_entries(result, subject, "numerical_gradient_of_tanh_layer", ("gradient",))
+        gradient = _given_entries(result, subject, "numerical_gradient_of_tanh_layer", ("gradient",))["gradient"]
         got = _as_array(gradient, subject, "the gradient")
         if got.shape != x.shape:
             _fail(subject, f"the gradient has shape {got.shape} but should have the shape of x, {x.shape}.")
@@ -175,7 +163,8 @@ def verify_autograd_function(batchnorm_function_gradients, cases):
                 raise
             _fail(subject, f"torch raised {type(error).__name__}: {str(error).splitlines()[0]}",
                   FUNCTION_HINT + " Convert NumPy results with torch.from_numpy.")
-        out, *gradients = _given_entries(result, subject, "batchnorm_function_gradients", ("out",) + GRADIENTS)
+        entries = _given_entries(result, subject, "batchnorm_function_gradients", ("out",) + GRADIENTS)
+        out, gradients = entries["out"], [entries[name] for name in GRADIENTS]
         _compare(subject, "out", out, case["expected"]["out"], case["mistakes"]["out"],
                  hint="forward computes gamma * x_hat + beta with the batch's mean and biased variance.")
         _compare_gradients(subject, gradients, case, hint=FUNCTION_HINT)

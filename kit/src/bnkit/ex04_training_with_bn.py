@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import _as_array, _compare, _fail, _passed
+from ._core import _as_array, _compare, _fail, _given_entries, _passed
 from ._fixtures import stored_check
 
 EXERCISE = "ex04_training_with_bn"
@@ -24,13 +24,6 @@ EXERCISE = "ex04_training_with_bn"
 # dozen float64 updates
 CURVE_STEPS = 0.25
 STATS_RTOL, STATS_ATOL = 1e-6, 1e-9
-
-
-def _entries(result, wrapper: str, names, subject: str) -> dict:
-    """The named results of a given wrapper; fails when the wrapper no longer returns them."""
-    if not isinstance(result, dict) or any(name not in result for name in names):
-        _fail(subject, f"the given wrapper {wrapper} was changed; restore it.")
-    return result
 
 
 def _copies(inputs: dict) -> dict:
@@ -71,7 +64,7 @@ def verify_training_loop(training_curve_of_bn_net, cases):
                    f"eval_every={eval_every}")
         result = training_curve_of_bn_net(**_copies(case["inputs"]), steps=steps, lr=lr, batch_size=batch_size,
                                           eval_every=eval_every, seed=case["seed"])
-        result = _entries(result, "training_curve_of_bn_net", ("curve", "running_mean", "running_var"), subject)
+        result = _given_entries(result, subject, "training_curve_of_bn_net", ("curve", "running_mean", "running_var"))
         curve = _as_array(result["curve"], subject, "the curve")
         expected = case["curve"]
         stats = [_as_array(result["running_mean"], subject, "running_mean"),
@@ -160,7 +153,7 @@ def verify_bn_mlp(describe_bn_mlp, cases):
     for case in cases:
         sizes = list(case["sizes"])
         subject = f"make_bn_mlp({sizes})"
-        result = _entries(describe_bn_mlp(sizes), "describe_bn_mlp", ("layers",), subject)
+        result = _given_entries(describe_bn_mlp(sizes), subject, "describe_bn_mlp", ("layers",))
         got = result["layers"]
         if not isinstance(got, (list, tuple)) or not all(isinstance(g, str) for g in got):
             _fail(subject, "the given wrapper describe_bn_mlp was changed; restore it.")
@@ -189,7 +182,7 @@ def verify_fold_bn(fold_bn_outputs, cases):
         n_out, n_in = inputs["weight"].shape
         subject = (f"fold_bn_into_linear for Linear({n_in}, {n_out}, bias={inputs['bias'] is not None}) and "
                    f"BatchNorm1d(eps={inputs['eps']})")
-        result = _entries(fold_bn_outputs(**_copies(inputs)), "fold_bn_outputs", FOLD_ENTRIES, subject)
+        result = _given_entries(fold_bn_outputs(**_copies(inputs)), subject, "fold_bn_outputs", FOLD_ENTRIES)
         for name, after, before in (("linear.weight", result["linear_weight_after"], inputs["weight"]),
                                     ("bn.running_var", result["running_var_after"], inputs["running_var"])):
             if not np.array_equal(_as_array(after, subject, f"{name} after the call"), before):
@@ -224,8 +217,8 @@ def verify_folding_error(folding_error_outputs, cases):
         mode = "train" if train_mode else "eval"
         subject = (f"folding_error on a model in {mode} mode, Linear({n_in}, {hidden}) -> BN -> ReLU -> Linear, "
                    f"{len(inputs['x'])} inputs")
-        result = _entries(folding_error_outputs(**_copies(inputs)), "folding_error_outputs", FOLDING_ERROR_ENTRIES,
-                          subject)
+        result = _given_entries(folding_error_outputs(**_copies(inputs)), subject, "folding_error_outputs",
+                                FOLDING_ERROR_ENTRIES)
         error = _as_array(result["error"], subject, "the difference you returned")
         if error.shape != ():
             _fail(subject, f"folding_error should return one number (a Python float), not an array of shape "

@@ -45,19 +45,27 @@ def _problem(rng, n_in, hidden, classes, n_train, n_test):
     return w1, w2, b2, x_train, y_train, x_test, y_test
 
 
-def _reference_curve(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, batch_size, eval_every, seed, *,
-                     eval_mode=True, back_to_train=True, zero_grad=True, eval_shift=0, eval_on_train=False):
-    """The loop the exercise specifies, with one of the known mistakes switched on; returns the curve
-    and the BN layer's running mean and variance at the end. ``eval_shift`` evaluates after step s when
-    (s + eval_shift) % eval_every == 0 (the spec: 0)."""
+def _bn_net(w1, w2, b2):
+    """The exercise's Linear(bias=False) -> BatchNorm1d -> ReLU -> Linear network in float64, with these weights."""
     torch = _torch()
-    nn, functional = torch.nn, torch.nn.functional
+    nn = torch.nn
     model = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0], bias=False), nn.BatchNorm1d(w1.shape[0]), nn.ReLU(),
                           nn.Linear(w2.shape[1], w2.shape[0])).double()
     with torch.no_grad():
         model[0].weight.copy_(torch.from_numpy(w1))
         model[3].weight.copy_(torch.from_numpy(w2))
         model[3].bias.copy_(torch.from_numpy(b2))
+    return model
+
+
+def _reference_curve(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, batch_size, eval_every, seed, *,
+                     eval_mode=True, back_to_train=True, zero_grad=True, eval_shift=0, eval_on_train=False):
+    """The loop the exercise specifies, with one of the known mistakes switched on; returns the curve
+    and the BN layer's running mean and variance at the end. ``eval_shift`` evaluates after step s when
+    (s + eval_shift) % eval_every == 0 (the spec: 0)."""
+    torch = _torch()
+    functional = torch.nn.functional
+    model = _bn_net(w1, w2, b2)
     xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
     xt, yt = (xs, ys) if eval_on_train else (torch.from_numpy(x_test), torch.from_numpy(y_test).long())
     sampler = torch.Generator().manual_seed(seed)
@@ -88,13 +96,8 @@ def _trajectory(w1, w2, b2, x_train, y_train, x_test, y_test, steps, lr, batch_s
     after every step: the runs that differ from the right one only in when or on what they evaluate, or in
     how many steps they train, are read off it instead of being trained again."""
     torch = _torch()
-    nn, functional = torch.nn, torch.nn.functional
-    model = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0], bias=False), nn.BatchNorm1d(w1.shape[0]), nn.ReLU(),
-                          nn.Linear(w2.shape[1], w2.shape[0])).double()
-    with torch.no_grad():
-        model[0].weight.copy_(torch.from_numpy(w1))
-        model[3].weight.copy_(torch.from_numpy(w2))
-        model[3].bias.copy_(torch.from_numpy(b2))
+    functional = torch.nn.functional
+    model = _bn_net(w1, w2, b2)
     xs, ys = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
     xt, yt = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
     sampler = torch.Generator().manual_seed(seed)
