@@ -45,3 +45,20 @@ def server(site):
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+def printed_json_of_notebook_run(source: str, marker: str, limits):
+    """Run a one-cell notebook whose code prints ``marker`` followed by JSON in the grader's notebook sandbox
+    (slot 0), and return that JSON decoded."""
+    import json
+
+    from bncourse.grading import trusted
+
+    notebook = {"cells": [{"cell_type": "code", "id": "probe", "metadata": {}, "outputs": [], "execution_count": None,
+                           "source": source}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    executed, note = trusted.execute_notebook(notebook, limits, slot=0)
+    assert note == ""
+    text = "".join(o.get("text", "") for o in json.loads(executed)["cells"][0]["outputs"])
+    return json.loads(text.split(marker, 1)[1])

@@ -14,7 +14,7 @@ import pytest
 
 from bncourse.grading import sandbox, trusted
 from bncourse.grading.inside import wire
-from conftest import REPO
+from conftest import REPO, printed_json_of_notebook_run
 
 LIMITS = sandbox.Limits(cell_seconds=5, wall_seconds=60)
 INSTRUCTOR_ONLY = [REPO / "solutions", REPO / "autograder", REPO / ".git", REPO / "tests"]
@@ -79,14 +79,7 @@ def test_answers_sandbox_sees_no_instructor_files_no_network_and_cannot_write(se
 def test_in_kernel_sandbox_has_the_check_helpers_but_no_instructor_files():
     probe = OBSERVE + "\nimport json\nprint('OBSERVED' + json.dumps(observe(%r)))" % (
         [str(p) for p in INSTRUCTOR_ONLY + [REPO / "src" / "bncourse" / "checks"]])
-    notebook = {"cells": [{"cell_type": "code", "id": "probe", "metadata": {}, "outputs": [], "execution_count": None,
-                           "source": probe}],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    executed, note = trusted.execute_notebook(notebook, LIMITS, slot=0)
-    assert note == ""
-    text = "".join(o.get("text", "") for o in json.loads(executed)["cells"][0]["outputs"])
-    observed = json.loads(text.split("OBSERVED", 1)[1])
+    observed = printed_json_of_notebook_run(probe, "OBSERVED", LIMITS)
     assert observed["seen"] == [str(REPO / "src" / "bncourse" / "checks")]  # visible checks need it
     assert observed["network"] != "connected" and not observed["wrote_environment"]
 

@@ -8,7 +8,6 @@ sandbox is visible in another, while it runs or after it ended. Ordinary Python,
 subprocesses still work under the filter.
 """
 
-import json
 import platform
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bncourse.grading import sandbox, seccomp, trusted
+from conftest import printed_json_of_notebook_run
 
 LIMITS = sandbox.Limits(cell_seconds=30, wall_seconds=90)
 MACHINE = platform.machine()
@@ -158,14 +158,7 @@ def test_inside_a_sandbox_the_filtered_calls_fail_and_ordinary_work_still_runs()
 @needs_table
 def test_the_notebook_run_is_filtered_too():
     probe = PROBES + "\nimport json\nprint('RESULT' + json.dumps(syscalls()))"
-    notebook = {"cells": [{"cell_type": "code", "id": "probe", "metadata": {}, "outputs": [], "execution_count": None,
-                           "source": probe}],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    executed, note = trusted.execute_notebook(notebook, LIMITS, slot=0)
-    assert note == ""
-    text = "".join(o.get("text", "") for o in json.loads(executed)["cells"][0]["outputs"])
-    results = json.loads(text.split("RESULT", 1)[1])
+    results = printed_json_of_notebook_run(probe, "RESULT", LIMITS)
     for name in ("keyctl", "add_key", "request_key", "unshare_user", "clone_newuser", "ptrace", "mount"):
         assert results[name] == "EPERM", name
 
