@@ -42,7 +42,8 @@ def verify_activations(activation, activation_derivative, cases):
             _compare(subject, "the derivative", activation_derivative(given, name), case["derivative"],
                      case["derivative_mistakes"])
         if not np.array_equal(given, z):
-            _fail(subject, "the input array z was modified by the call.")
+            _fail(subject, "the input array z was modified by the call.",
+                  "in-place operations such as `z *= -1` or `np.maximum(z, 0, out=z)` change the caller's array; compute a new one.")
     _passed("sigmoid, tanh and ReLU and their derivatives are right, elementwise, and leave z unchanged.")
 
 

@@ -143,7 +143,8 @@ def verify_groupnorm_forward(groupnorm_forward, cases):
         given = x.copy()
         out = groupnorm_forward(given, case["gamma"].copy(), case["beta"].copy(), groups, eps)
         if not np.array_equal(given, x):
-            _fail(subject, "x was modified by the call.")
+            _fail(subject, "x was modified by the call.",
+                  "in-place operations such as `x -= mean` or `x /= std` change the caller's array; write `xc = x - mean` instead.")
         _compare(subject, "out", out, case["expected"], case["mistakes"])
     refused = cases["indivisible"]
     x, groups = refused["x"], refused["num_groups"]
@@ -175,7 +176,8 @@ def verify_rmsnorm_forward(rmsnorm_forward, cases):
         given = x.copy()
         out = rmsnorm_forward(given, case["gamma"].copy(), eps)
         if not np.array_equal(given, x):
-            _fail(subject, "x was modified by the call.")
+            _fail(subject, "x was modified by the call.",
+                  "in-place operations such as `x -= mean` or `x /= std` change the caller's array; write `xc = x - mean` instead.")
         _compare(subject, "out", out, case["expected"], case["mistakes"])
     _passed(f"rmsnorm_forward matches torch.nn.RMSNorm for input shapes {[case['x'].shape for case in cases]}.")
 
