@@ -81,7 +81,7 @@ def test_problems_are_reported_in_words(graded):
     for student, (_, phrases) in expected.items():
         text = grading.format_summary([results[student]])
         for phrase in phrases:
-            assert phrase in text, (student, phrase, text)
+            assert phrase in text, f"{phrase!r} is not in the summary of {student}:\n{text}"
 
 
 def test_only_fooled_runs_are_flagged_as_disagreements(graded):
@@ -360,7 +360,7 @@ def test_hostile_files_are_contained_per_student(tmp_path):
         else:
             assert not result.error and {c.grade_id: c.score for c in result.cells} == cell_scores, (student, text)
         for phrase in phrases:
-            assert phrase in text, (student, phrase, text)
+            assert phrase in text, f"{phrase!r} is not in the summary of {student}:\n{text}"
     passwd = Path("/etc/passwd").read_text()[:20]
     for path in (course / "autograder").rglob("*"):  # what the grader wrote (not the corpus's own links)
         if path.is_file() and not path.is_symlink() and path.suffix in (".csv", ".txt", ".html"):

@@ -215,16 +215,18 @@ def spatial_cases(shapes=((2, 3, 4, 5), (5, 4, 3, 3)), seed=4, momentum=0.2):
         ref_param = {"mode": "train", "momentum": momentum}
         outputs = [reference.spatial_batchnorm_forward(x, gamma, beta, ref_param)[0] for x in batches]
         count = n * h * w
-        var_mistakes = []
+        rows = [reference.nchw_to_rows(x) for x in batches]
+        var_mistakes = _running_mistakes(rows, momentum, 1)
         if n > 1:  # with one image N/(N-1) is undefined, so nobody makes this mistake there
             var_mistakes.append(Mistake(
-                _running_stats_after([reference.nchw_to_rows(x) for x in batches], momentum, correction_count=n)[1],
+                _running_stats_after(rows, momentum, correction_count=n)[1],
                 f"the unbiased correction used N/(N-1) with N={n} images; each channel has N*H*W={count} values, "
                 f"so the factor is {count}/{count - 1}."))
         cases.append({"batches": batches, "gamma": gamma, "beta": beta, "momentum": momentum, "outputs": outputs,
                       "output_mistakes": [_spatial_mistakes(x, gamma, beta, reference.DEFAULT_EPS) for x in batches],
                       "running_mean": ref_param["running_mean"], "running_var": ref_param["running_var"],
-                      "running_mean_mistakes": [], "running_var_mistakes": var_mistakes})
+                      "running_mean_mistakes": _running_mistakes(rows, momentum, 0),
+                      "running_var_mistakes": var_mistakes})
     return cases
 
 

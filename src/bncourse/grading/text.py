@@ -12,7 +12,7 @@ import re
 
 SPREADSHEET_CELL_CHARS = 32_767
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_SENTENCE_END = re.compile(r"[.;:!?)](?=\s)|\n")
+_SENTENCE_END = re.compile(r"[.;!?)](?=\s)|\n")
 
 
 def printable(text: str) -> str:
