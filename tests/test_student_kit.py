@@ -354,6 +354,7 @@ def test_bundle_from_the_site_works_in_a_fresh_environment(site, server, student
         for cell in with_answers_of(wrong_answers.apply(variant, solution_notebook(exercise)), released).cells:
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") != "setup":
                 cell.metadata["variant"] = label
+                cell["id"] = f"variant-{len(combined.cells)}"  # each variant repeats the solution's cell ids
                 combined.cells.append(cell)
     path = work / "variants.ipynb"
     nbformat.write(combined, path)
