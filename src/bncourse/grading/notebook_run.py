@@ -1,4 +1,4 @@
-"""The in-kernel run: the whole rebuilt notebook in a sandboxed Jupyter kernel, as nbgrader would.
+"""The in-kernel run: the whole rebuilt notebook in a sandboxed IPython shell, as nbgrader's Execute would run it.
 
 Its outputs go into the feedback and give nbgrader's usual *in-kernel* verdict (a test cell passes
 when it shows no error). Student code runs in that kernel, so it can fake this verdict
