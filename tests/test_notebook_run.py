@@ -7,7 +7,6 @@ grader's run survives: a cell that swallows the interrupt, a cell that ends its 
 """
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from bncourse.grading import notebook_run, sandbox
@@ -60,9 +59,7 @@ def test_the_outputs_are_those_of_a_jupyter_kernel(tmp_path):
     ours = _graders_run(nb)
     # The kernel the grader used before: ipykernel, with inline figures as Jupyter shows them, and the
     # student kit importable as in the sandbox.
-    theirs = nbformat.from_dict(nbformat.v4.new_notebook(**{k: v for k, v in nb.items() if k != "cells"},
-                                                         cells=[nbformat.v4.new_code_cell(s)
-                                                                for s in EVERY_KIND_OF_OUTPUT]))
+    theirs = _notebook(EVERY_KIND_OF_OUTPUT)
     NotebookClient(theirs, timeout=60, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}},
                    extra_arguments=["--InteractiveShell.xmode=Minimal",
@@ -98,8 +95,14 @@ def test_a_flood_of_output_is_capped_in_the_sandbox():
     assert cells[1].outputs[0]["text"] == "next\n"
 
 
-@pytest.mark.parametrize("exercise", ["ex02_batchnorm_forward"])
-def test_the_released_exercise_runs_to_its_first_unwritten_function(exercise):
+def test_an_error_is_kept_after_a_flood_of_output_and_a_huge_message():
+    cells = _graders_run(_notebook(["for i in range(200):\n    print(i, flush=True)\n    display(i)\n"
+                                    "raise ValueError('x' * 10_000_000)"])).cells
+    assert cells[0].outputs[-1]["ename"] == "ValueError"
+
+
+def test_the_released_exercise_fails_only_where_the_student_has_work_to_do():
+    exercise = "ex02_batchnorm_forward"
     released = nbformat.read(REPO / "exercises" / exercise / f"{exercise}.ipynb", as_version=4)
     cells = _graders_run(released).cells
     errors = [o["ename"] for c in cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]

@@ -23,6 +23,7 @@ from . import sandbox
 
 MAX_EXECUTED_BYTES = 20 * 2**20
 MAX_TEXT_CHARS = 10_000
+MAX_OUTPUTS = 100  # per cell
 MAX_IMAGE_CHARS = 2 * 2**20
 ALLOWED_DATA = ("text/plain", "image/png", "image/jpeg")  # no HTML or JavaScript from students
 
@@ -126,7 +127,9 @@ def merge_outputs(rebuilt: dict, executed: bytes | None) -> tuple[dict, str]:
         if cell["cell_type"] != "code" or not isinstance(ran, dict):
             continue
         outputs = ran.get("outputs") if isinstance(ran.get("outputs"), list) else []
-        cell["outputs"] = [o for o in (_clean_output(x) for x in outputs[:100]) if o]
+        # The first outputs, and the cell's error even after many of them: the error fails the cell.
+        errors = [x for x in outputs[MAX_OUTPUTS:] if isinstance(x, dict) and x.get("output_type") == "error"]
+        cell["outputs"] = [o for o in (_clean_output(x) for x in outputs[:MAX_OUTPUTS] + errors[-1:]) if o]
         count = ran.get("execution_count")
         cell["execution_count"] = count if isinstance(count, int) else None
     return notebook, ""

@@ -120,8 +120,11 @@ def execute(nb: dict, timeout: int) -> None:
         why, cell = _run_once(nb, code, replay_before, skipped, timeout)
         if why == "finished":
             return
-        if cell is None:  # it ended between cells (at start-up, or after the last one)
-            break
+        if cell is None:  # it stopped between cells: at start-up, or killed by a thread of a cell
+            for i in code:
+                if i >= replay_before and i not in skipped and not nb["cells"][i].get("outputs"):
+                    _note(nb["cells"][i], "not run: the notebook's process stopped before this cell")
+            return
         if why == "died":
             _note(nb["cells"][cell], "the kernel died while this cell ran (os._exit, a crash, or the memory limit); "
                                      "it was restarted and the notebook continued after this cell")

@@ -15,6 +15,7 @@ machinery, tracebacks and inline figures) minus ZeroMQ and the kernel process's 
 which were most of the time a short notebook took. Everything it sends is untrusted.
 """
 
+import io
 import os
 import sys
 
@@ -23,6 +24,7 @@ import wire
 MAX_STREAM_CHARS = 1_000_000  # per stream per cell; the grader keeps far less
 MAX_OUTPUTS = 100  # per cell, as the grader keeps
 MAX_CELL_BYTES = 6 * 2**20  # everything a cell shows, so that its message fits on the wire
+MAX_ERROR_CHARS = 10_000  # an error's message and each traceback line, as the grader keeps
 INLINE_FIGURES = "module://matplotlib_inline.backend_inline"
 
 
@@ -60,8 +62,10 @@ class Outputs:
                   sum(len(v) for v in data.values()))
 
     def error(self, ename: str, evalue: str, traceback: list) -> None:
-        self._add({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback},
-                  len(evalue) + sum(len(line) for line in traceback))
+        # Always kept, whatever the cell printed before: an error is what fails a test cell.
+        if self.recording:
+            self.items.append({"output_type": "error", "ename": ename[:200], "evalue": evalue[:MAX_ERROR_CHARS],
+                               "traceback": [line[:MAX_ERROR_CHARS] for line in traceback[-20:]]})
 
     def clear(self) -> None:
         if self.recording:
@@ -95,7 +99,7 @@ class Stream:
         return False
 
     def fileno(self) -> int:
-        raise OSError("the notebook's output stream has no file descriptor")
+        raise io.UnsupportedOperation("the notebook's output stream has no file descriptor")
 
     @property
     def closed(self) -> bool:
