@@ -56,12 +56,51 @@ def test_an_exception_is_reported_by_type_and_line_without_its_message():
     assert messages["leak_from_numpy"].startswith("leak_from_numpy raised ValueError at line 11")
 
 
+TORCH_FUNCTIONS = '''
+import numpy as np
+import torch
+
+class Double(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, eps):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, dout):
+        return BACKWARD(dout)
+
+def run(x):
+    t = torch.tensor(x, requires_grad=True)
+    Double.apply(t, 1e-5).sum().backward()
+    return t.grad.numpy()
+'''
+
+
+@pytest.mark.parametrize("backward, cause", [
+    ("(2 * dout,)", "wrong number of gradients; it must return one per input of forward"),
+    ("(2 * dout.sum(axis=0), None)", "a gradient returned by backward has the wrong shape"),
+    ("((2 * dout).numpy(), None)", "not a tensor (a NumPy array?)"),
+])
+def test_a_known_torch_error_is_named_without_its_message(backward, cause):
+    """torch's own words quote the secret shapes, so they never cross; a fixed code for the cause does."""
+    source = TORCH_FUNCTIONS.replace("BACKWARD(dout)", backward)
+    with trusted.AnswerServer([{"index": 0, "name": "answer", "role": "answer", "source": source}], LIMITS,
+                              slot=0) as server:
+        with pytest.raises(trusted.AnswerError) as error:
+            server.call("run", (np.ones((17, 23)),), {})
+    message = str(error.value)
+    assert message.startswith("run raised RuntimeError") and cause in message, message
+    assert "17" not in message and "23" not in message
+
+
 @pytest.mark.parametrize("reply, expected", [
     ({"ok": False, "types": ["Leak_123456", "object"], "where": ["answer", 5]}, "an exception at line 5 of the cell"),
     ({"ok": False, "types": ["ValueError"], "where": ["answer 123456", 5]}, "ValueError (its message"),
     ({"ok": False, "types": ["ValueError"], "where": ["answer", 123456]}, "ValueError (its message"),
     ({"ok": False, "types": "ValueError: 0.123456", "where": None}, "an exception (its message"),
     ({"ok": False, "error": "ValueError: 0.123456"}, "an exception (its message"),  # the old format
+    ({"ok": False, "types": ["RuntimeError"], "where": "library", "known": "0.123456"}, "RuntimeError outside"),
+    ({"ok": False, "types": ["RuntimeError"], "where": None, "known": ["torch_gradient_count"]}, "RuntimeError (its"),
 ])
 def test_a_forged_error_reply_cannot_carry_values(reply, expected):
     server = trusted.AnswerServer(plan(), LIMITS, slot=0)

@@ -70,6 +70,11 @@ WRONG_ANSWERS += [
         "step_h_hard_coded", "gradient_checking",
         (("        x[index] = original + h\n", "        h = 1e-5\n        x[index] = original + h\n"),),
         frozenset({"test_numerical_gradient"}), says="use the h argument"),
+    WrongAnswer(  # every call used eps = 1e-5 before the grader varied it: this earned full marks
+        "eps_hard_coded_in_the_function", "batchnorm_function",
+        (("        std = torch.sqrt(var + eps)\n", "        std = torch.sqrt(var + 1e-5)\n"),
+         ("        ctx.eps = eps\n", "        ctx.eps = 1e-5\n")),
+        frozenset({"test_autograd_function"}), says="use forward's eps argument"),
 ]
 
 CORRECT_ANSWERS = [

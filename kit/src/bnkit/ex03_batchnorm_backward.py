@@ -154,10 +154,10 @@ def verify_autograd_function(batchnorm_function_gradients, cases):
     notebook's given wrapper, in float64), against the reference forward and backward passes."""
     for case in cases:
         x = case["x"]
-        subject = f"BatchNormFunction for an input of shape {x.shape}"
+        subject = f"BatchNormFunction for an input of shape {x.shape} with eps = {case['eps']:g}"
         try:
             result = batchnorm_function_gradients(x.copy(), case["gamma"].copy(), case["beta"].copy(),
-                                                  case["dout"].copy())
+                                                  case["dout"].copy(), case["eps"])
         except (RuntimeError, TypeError) as error:
             if type(error) not in (RuntimeError, TypeError):  # a subclass: not torch complaining about the Function
                 raise

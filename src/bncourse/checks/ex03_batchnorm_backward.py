@@ -209,16 +209,21 @@ def relative_error_cases(seed=4):
     return cases
 
 
-def autograd_function_cases(shapes=((6, 3), (20, 7)), seed=5):
-    """Inputs of the Function (float64), with the reference output and gradients."""
+def autograd_function_cases(shapes=((6, 3), (20, 7)), seed=5, epsilons=(1e-5, 1e-2)):
+    """Inputs of the Function (float64) and the eps it is applied with (case i's is
+    epsilons[i % len(epsilons)]), with the reference output and gradients."""
     rng = np.random.default_rng(seed)
     cases = []
-    for n, d in shapes:
-        x, gamma, beta, dout, cache = _case(rng, n, d)
+    for i, (n, d) in enumerate(shapes):
+        eps = float(epsilons[i % len(epsilons)])
+        x, gamma, beta, dout, cache = _case(rng, n, d, eps)
         expected, mistakes = _gradients(dout, cache)
-        expected["out"], _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        mistakes["out"] = []
-        cases.append({"x": x, "gamma": gamma, "beta": beta, "dout": dout, "expected": expected,
+        expected["out"], _ = reference.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})
+        mistakes["out"] = [] if eps == reference.DEFAULT_EPS else [
+            Mistake(reference.batchnorm_forward(x, gamma, beta, {"mode": "train"})[0],
+                    f"forward normalised with eps = {reference.DEFAULT_EPS}, but the Function was applied with "
+                    f"eps = {eps}: use forward's eps argument, not a fixed value.")]
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "dout": dout, "eps": eps, "expected": expected,
                       "mistakes": mistakes})
     return cases
 

@@ -53,6 +53,18 @@ def _reflect(originals, after) -> None:
             original[:] = new
 
 
+#: What the grader says for each known library error (codes from ``inside/serve_answers.py``).
+LIBRARY_ERRORS = {
+    "torch_gradient_count": "torch says the Function's backward returned the wrong number of gradients; it must "
+                            "return one per input of forward, None for an input that needs none (such as eps)",
+    "torch_gradient_shape": "torch says a gradient returned by backward has the wrong shape; each must have the "
+                            "shape of its input (dx like x, dgamma and dbeta like gamma)",
+    "torch_gradient_not_a_tensor": "torch says backward returned something that is not a tensor (a NumPy array?); "
+                                   "convert each gradient with torch.from_numpy",
+    "torch_numpy_of_grad_tensor": "torch refuses .numpy() on a tensor that requires grad; use .detach().numpy()",
+}
+
+
 class AnswerServer:
     """A student's functions, living in a sandbox, callable from the trusted side.
 
@@ -207,7 +219,9 @@ class AnswerServer:
             place = f" at line {where[1]} of the cell {where[0]!r}"
         else:
             place = " outside the notebook's cells (in a library it called)" if where == "library" else ""
-        return f"{kind}{place} (its message is not shown: it could contain the grader's secret inputs)"
+        known = LIBRARY_ERRORS.get(reply.get("known")) if isinstance(reply.get("known"), str) else None
+        cause = f": {known}" if known else ""
+        return f"{kind}{place}{cause} (its message is not shown: it could contain the grader's secret inputs)"
 
     def function(self, name: str):
         def call(*args, **kwargs):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
 
-CHECKED = "autograder/checked"  # nbgrader layout of the notebooks the trusted pass reads
+from .course import CHECKED, Course
 
 
 @functools.cache
@@ -62,23 +62,24 @@ def _checked(result: dict, what: str) -> None:
         raise RuntimeError(f"nbgrader could not {what}:\n{result.get('log', '')}\n{result.get('error', '')}")
 
 
-def prepare(root: Path, db_url: str, assignment: str) -> Path:
+def prepare(course: Course, db_url: str, assignment: str) -> Path:
     """Record the assignment (cells, points, hidden tests) and return the released notebook's path.
 
     The release goes to ``autograder/release``; the committed ``exercises/`` is not touched."""
-    api = _api(root, db_url, CourseDirectory={"release_directory": "autograder/release"})
+    release = course.release(assignment).parents[1].relative_to(course.root)
+    api = _api(course.root, db_url, CourseDirectory={"release_directory": str(release)})
     _checked(api.generate_assignment(assignment, force=True), f"record {assignment} in the gradebook")
-    return root / "autograder" / "release" / assignment / f"{assignment}.ipynb"
+    return course.release(assignment)
 
 
-def record(root: Path, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
+def record(course: Course, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
     # nbgrader's own lookups make SQLAlchemy warn about objects not yet in the session; harmless.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _record(root, db_url, assignment, student, verdicts)
+        return _record(course, db_url, assignment, student, verdicts)
 
 
-def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
+def _record(course: Course, db_url: str, assignment: str, student: str, verdicts: dict[str, bool] | None) -> str:
     """Put one student's rebuilt, sandbox-executed notebook in the gradebook, then apply the
     trusted verdicts. ``verdicts`` None means the submission could not be graded: the student is
     listed with no submission (0 points). Returns an error in words, or ''."""
@@ -90,13 +91,15 @@ def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: di
     if verdicts is None:
         _forget(db_url, assignment, student)
         return ""
+    root = course.root
     api = _api(root, db_url,
                CourseDirectory={"submitted_directory": CHECKED},
                # The outputs are the sandbox's: keep them (no ClearOutput) and never execute here.
+               # The cells' metadata is checked once, while sanitizing: nothing after that step
+               # changes it (nbgrader checks again only because execution could).
                Autograde={"sanitize_preprocessors": [DeduplicateIds, OverwriteKernelspec, OverwriteCells,
                                                      CheckCellMetadata],
-                          "autograde_preprocessors": [IgnorePattern, LimitOutput, SaveAutoGrades,
-                                                      CheckCellMetadata]})
+                          "autograde_preprocessors": [IgnorePattern, LimitOutput, SaveAutoGrades]})
     result = api.autograde(assignment, student, force=True, create=True)
     if not result.get("success"):
         _forget(db_url, assignment, student)  # never leave an older grade standing for this version
@@ -107,7 +110,7 @@ def _record(root: Path, db_url: str, assignment: str, student: str, verdicts: di
             grade.auto_score = grade.max_score if passed else 0.0
         gb.db.commit()
     # Late penalties last, computed from the trusted scores (nbgrader would use the in-kernel ones).
-    notebook = nbformat.read(root / CHECKED / student / assignment / f"{assignment}.ipynb", as_version=4)
+    notebook = nbformat.read(course.checked_notebook(assignment, student), as_version=4)
     resources = {"nbgrader": {"notebook": assignment, "assignment": assignment, "student": student, "db_url": db_url}}
     AssignLatePenalties(config=load_config(root, db_url)).preprocess(notebook, resources)
     return ""
@@ -137,14 +140,21 @@ def scores(db_url: str, assignment: str, student: str) -> tuple[float, float, fl
         return submission.score - penalty, submission.max_score, penalty, cells
 
 
-def feedback(root: Path, db_url: str, assignment: str, show_hidden_tests: bool) -> None:
+def feedback(course: Course, db_url: str, assignment: str, student: str, show_hidden_tests: bool) -> str:
+    """Write one student's feedback page from the gradebook (run right after recording them, while
+    other students are still in the sandboxes). Returns an error in words, or ''."""
     preprocessors = ["nbgrader.preprocessors.GetGrades", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
     if not show_hidden_tests:
         preprocessors.append("nbgrader.preprocessors.ClearHiddenTests")
     # sanitize_html: markdown a student added is rendered without scripts or event handlers.
-    api = _api(root, db_url, GenerateFeedback={"preprocessors": preprocessors}, HTMLExporter={"sanitize_html": True})
-    _checked(api.generate_feedback(assignment, force=True), "write the feedback")
-    finish_feedback(root / "autograder" / "feedback", assignment)
+    api = _api(course.root, db_url, GenerateFeedback={"preprocessors": preprocessors},
+               HTMLExporter={"sanitize_html": True})
+    result = api.generate_feedback(assignment, student, force=True)
+    page = course.feedback(assignment, student)
+    if not result.get("success") or not page.is_file():
+        return "nbgrader could not write the feedback page: " + (result.get("error") or result.get("log", ""))[-300:]
+    finish_feedback_page(page)
+    return ""
 
 
 MATHJAX_CDN = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
@@ -169,29 +179,34 @@ def offline_mathjax() -> Path | None:
 
 
 def finish_feedback(feedback: Path, assignment: str, site: str | None = None) -> None:
-    """Make each feedback page readable offline: lines wrap, math is rendered by a copy of MathJax
+    """:func:`finish_feedback_page` for every page of ``assignment`` under ``feedback``."""
+    for page in sorted(feedback.glob(f"*/{assignment}/{assignment}.html")):
+        finish_feedback_page(page, site)
+
+
+def finish_feedback_page(page: Path, site: str | None = None) -> None:
+    """Make a feedback page readable offline: lines wrap, math is rendered by a copy of MathJax
     next to the page (no network), and the link to the chapter points at the published page
     (``html.baseurl`` in ``_config.yml``; the page says so when it is unset)."""
     from ..site import site_url
 
     site = site_url() if site is None else site
     mathjax = offline_mathjax()
-    for page in sorted(feedback.glob(f"*/{assignment}/{assignment}.html")):
-        html = page.read_text(encoding="utf-8")
-        if mathjax is not None:
-            shutil.copyfile(mathjax, page.with_name(MATHJAX_FILE))
-            config = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
-                      "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true}, "
-                      "svg: {fontCache: 'global'}};</script>"
-                      f'<script src="{MATHJAX_FILE}"></script>')
-            html = MATHJAX_CDN.sub(lambda _: config, html, count=1)
-        if site:
-            html = CHAPTER_LINK.sub(lambda m: f'href="{site}/chapters/{m[1]}.html{m[2] or ""}"', html)
-        elif CHAPTER_LINK.search(html):
-            html = CHAPTER_LINK.sub('href="#chapter-link-unavailable"', html)
-            html = re.sub(r"(<body[^>]*>)", lambda m: m[1] + NO_SITE_NOTE, html, count=1)
-        html = html.replace("</head>", FEEDBACK_STYLE + "</head>", 1)
-        write_atomic_text(page, html)
+    html = page.read_text(encoding="utf-8")
+    if mathjax is not None:
+        shutil.copyfile(mathjax, page.with_name(MATHJAX_FILE))
+        config = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+                  "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true}, "
+                  "svg: {fontCache: 'global'}};</script>"
+                  f'<script src="{MATHJAX_FILE}"></script>')
+        html = MATHJAX_CDN.sub(lambda _: config, html, count=1)
+    if site:
+        html = CHAPTER_LINK.sub(lambda m: f'href="{site}/chapters/{m[1]}.html{m[2] or ""}"', html)
+    elif CHAPTER_LINK.search(html):
+        html = CHAPTER_LINK.sub('href="#chapter-link-unavailable"', html)
+        html = re.sub(r"(<body[^>]*>)", lambda m: m[1] + NO_SITE_NOTE, html, count=1)
+    html = html.replace("</head>", FEEDBACK_STYLE + "</head>", 1)
+    write_atomic_text(page, html)
 
 
 def write_atomic_text(path: Path, text: str) -> None:

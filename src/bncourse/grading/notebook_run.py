@@ -29,7 +29,7 @@ ALLOWED_DATA = ("text/plain", "image/png", "image/jpeg")  # no HTML or JavaScrip
 
 
 def execute_notebook(notebook: dict, limits: sandbox.Limits, slot: int) -> tuple[bytes | None, str]:
-    """Run the notebook in a sandboxed kernel. Returns (executed notebook JSON or None, note)."""
+    """Run the notebook in a sandboxed IPython shell. Returns (executed notebook JSON or None, note)."""
     with tempfile.TemporaryDirectory(prefix="bncourse-exec-") as tmp:
         inputs = Path(tmp)
         (inputs / "notebook.ipynb").write_text(json.dumps(notebook), encoding="utf-8")

@@ -9,15 +9,17 @@ a summary in plain words::
 Steps (``AUTHORING.md`` and ``autograder/GRADING.md`` say more):
 
 1. record the assignment in a working copy of the gradebook (nbgrader ``generate_assignment``);
-2. find each student's submission and rebuild it from the release (:mod:`.intake`);
-3. self-test: the reference solution must pass every trusted check in the sandbox, or nothing is
+2. self-test: the reference solution must pass every trusted check in the sandbox, or nothing is
    graded (a broken sandbox must not give a class zeros);
-4. per student, in parallel (one worker per core): run the notebook in a sandboxed kernel for the
-   feedback, and run the trusted checks against the student's functions in a second sandbox
-   (:mod:`.trusted`). Each finished student is saved under ``autograder/work/``, so an
-   interrupted run resumes where it stopped and a re-run only redoes what changed;
-5. one process records everything in the gradebook (trusted verdicts count), puts the gradebook
-   in place, writes feedback, the grades CSV and the summary (all written whole, then renamed).
+3. find each student's submission and rebuild it from the release (:mod:`.intake`);
+4. per student, in parallel (one worker per core): run the notebook in a sandboxed IPython shell
+   for the feedback, and run the trusted checks against the student's functions in a second
+   sandbox (:mod:`.trusted`). Each finished student is saved under ``autograder/work/``, so an
+   interrupted run resumes where it stopped and a re-run only redoes what changed. As each student
+   finishes, the main thread (the only writer) records them in the gradebook (trusted verdicts
+   count) and writes their feedback page, while the workers go on with the next students;
+5. the gradebook is put in place (one rename), then the grades CSVs, the summary and the class
+   report are written (each written whole, then renamed). Paths: :mod:`.course`.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ import csv
 import hashlib
 import json
 import os
-import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import forbidden, gradebook, intake, reports, sandbox, trusted
+from .course import Course
 from .text import cell as _cell, one_line, printable, shorten
 from .assignments import forbidden_methods, trusted_checks
 
@@ -65,68 +67,6 @@ class StudentResult:
         if self.error:
             return "not graded"
         return "full marks" if self.score == self.max_score else "partial" if self.score else "zero"
-
-
-@dataclass
-class Course:
-    """Paths of a course checkout (the repository, or a copy of it that tests grade in)."""
-
-    root: Path
-    db_url_override: str | None = None
-
-    @property
-    def autograder(self) -> Path:
-        return self.root / "autograder"
-
-    @property
-    def db_url(self) -> str:
-        return self.db_url_override or "sqlite:///" + str(self.autograder / "gradebook.db")
-
-    def submitted(self) -> Path:
-        return self.autograder / "submitted"
-
-    def work(self, assignment: str, student: str) -> Path:
-        return self.autograder / "work" / assignment / student
-
-    def checked_notebook(self, assignment: str, student: str) -> Path:
-        return self.root / gradebook.CHECKED / student / assignment / f"{assignment}.ipynb"
-
-    def release(self, assignment: str) -> Path:
-        return self.autograder / "release" / assignment / f"{assignment}.ipynb"
-
-    def solution(self, assignment: str) -> Path:
-        return self.root / "solutions" / assignment / f"{assignment}.ipynb"
-
-    def submitted_notebook(self, assignment: str, student: str) -> Path:
-        return self.submitted() / student / assignment / f"{assignment}.ipynb"
-
-    def feedback(self, assignment: str, student: str) -> Path:
-        return self.autograder / "feedback" / student / assignment / f"{assignment}.html"
-
-    @property
-    def reports(self) -> Path:
-        return self.autograder / "reports"
-
-    @property
-    def grades_csv(self) -> Path:
-        return self.autograder / "grades.csv"
-
-    def canvas_csv(self, assignment: str) -> Path:
-        return self.reports / f"{assignment}-canvas.csv"
-
-    def summary_csv(self, assignment: str) -> Path:
-        return self.reports / f"{assignment}-summary.csv"
-
-    def class_report(self, assignment: str) -> Path:
-        return self.reports / f"{assignment}-class.html"
-
-    def secret(self) -> bytes:
-        """The key behind each student's secret inputs; made once, never committed."""
-        path = self.autograder / "grading-secret"
-        if not path.exists():
-            intake.write_atomic(path, secrets.token_hex(32).encode())
-            path.chmod(0o600)
-        return path.read_bytes().strip()
 
 
 @dataclass
@@ -248,133 +188,198 @@ def self_test(course: Course, assignment: str, released: dict, checks: dict, lim
                            f"trusted checks in the sandbox: {failed}")
 
 
+class _Progress:
+    """Two bars: the phases (each named while it runs) and the students (each one advances it once
+    graded in the sandboxes, recorded in the gradebook and given a feedback page)."""
+
+    PHASES = 5
+
+    def __init__(self, assignment: str, shown: bool):
+        from tqdm import tqdm
+
+        self.assignment, self.shown, self._tqdm = assignment, shown, tqdm
+        self.phases = tqdm(total=self.PHASES, desc=assignment, unit="phase", disable=not shown, position=0,
+                           leave=False)
+        self.students = None
+        self._started = False
+
+    def phase(self, what: str) -> None:
+        if self._started:  # the bar counts finished phases
+            self.phases.update()
+        self._started = True
+        self.phases.set_description(f"{self.assignment}: {what}")
+
+    def start_students(self, total: int) -> None:
+        self.students = self._tqdm(total=total, desc=f"grading {self.assignment}", unit="student",
+                                   disable=not self.shown, position=1, leave=False)
+
+    def student_done(self) -> None:
+        self.students.update()
+
+    def close(self) -> None:
+        if self.students is not None:
+            self.students.close()
+        self.phases.close()
+
+
 def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None = None,
                      workers: int | None = None, limits: sandbox.Limits = sandbox.Limits(),
                      progress: bool = True, show_hidden_tests: bool = False) -> list[StudentResult]:
-    """Grade every submission of ``assignment``; returns one result per student."""
-    from tqdm import tqdm
-
-    phases = tqdm(total=6, desc=f"{assignment}: recording the assignment", unit="phase", disable=not progress,
-                  position=0, leave=False)
-
-    def phase(what: str) -> None:
-        phases.update()
-        phases.set_description(f"{assignment}: {what}")
-
+    """Grade every submission of ``assignment``; returns one result per student, sorted by key."""
     sandbox.check_available()
     os.environ["PATH"] = gradebook.tool_env()["PATH"]
     checks, rules = trusted_checks(assignment), forbidden_methods(assignment)
-    workers = workers or os.cpu_count() or 1
-    with gradebook.SqliteTransaction(course.db_url) as db:
-        released_path = gradebook.prepare(course.root, db.working_url, assignment)
-        released = json.loads(released_path.read_text())
-        test_cells = [c["metadata"]["nbgrader"]["grade_id"] for c in released["cells"]
-                      if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
-        if set(test_cells) != set(checks):
-            raise RuntimeError(f"the trusted checks of {assignment} cover {sorted(checks)} but its test cells are "
-                               f"{sorted(test_cells)}: every test cell needs exactly one trusted check")
-        phase("self-test (the reference must pass every trusted check)")
-        self_test(course, assignment, released, checks, limits)
-        phase("reading the submissions")
-        submissions, batch_notes = _find_submissions(course, assignment, lms_downloads)
-        secret, fingerprint = course.secret(), _code_fingerprint()
-        results: dict[str, StudentResult] = {}
-        jobs: list[Job] = []
-        unrecorded = {s.student for s in submissions if not s.recordable}
-        gradebook.set_students(db.working_url, {s.student: (s.name, s.student if s.lms == "canvas" else None)
-                                                for s in submissions if s.recordable})
-        for submission in submissions:
-            result = results[submission.student] = StudentResult(submission.student, flags=list(submission.flags),
-                                                                 name=submission.name)
-            if submission.error:
-                result.error = submission.error
-                continue
-            try:  # one crafted notebook never stops the batch
-                notebook, plan, flags, error = intake.rebuild(submission.data, released)
-                result.flags.extend(flags)
-                if error:
-                    result.error = error
-                    continue
-                result.flags.extend(intake.copied_from_reference(plan))
-                result.flags.extend(forbidden.flags(plan, rules))
-                seed = trusted.student_seed(secret, assignment, submission.student, [notebook, plan])
-                key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
-                                                 asdict(limits)], sort_keys=True).encode()).hexdigest()
-            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001
-                result.error = f"the notebook could not be prepared for grading ({type(exc).__name__}: {exc})"
-                continue
-            jobs.append(Job(submission.student, notebook, plan, seed, key))
-        phase("grading in the sandboxes")
-
-        outcomes: dict[str, dict] = {}
-        grader_faults: set[str] = set()
-        with sandbox.SlotPool(workers, limits) as slots, ThreadPoolExecutor(max_workers=workers) as pool, \
-                tqdm(total=len(jobs), desc=f"grading {assignment}", unit="notebook", disable=not progress,
-                     position=1, leave=False) as bar:
-            if slots.cgroups.kind == "none" and os.geteuid() == 0:
-                batch_notes.append("warning: no control groups could be created on this machine, so each sandbox's "
-                                   "memory and process count are capped per process only (see GRADING.md)")
-            futures = {pool.submit(grade_in_sandboxes, course, assignment, job, checks, limits, slots): job
-                       for job in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    outcomes[job.student] = future.result()
-                except Exception as exc:  # noqa: BLE001 - one student's failure never stops the batch
-                    # A fault of the grader, not of the notebook: the student's gradebook entry is
-                    # left as it was and nothing is saved, so the next run tries again.
-                    grader_faults.add(job.student)
-                    results[job.student].error = (f"GRADER ERROR, not graded (run make grade again; the gradebook "
-                                                  f"keeps this student's previous result): {type(exc).__name__}: "
-                                                  f"{exc}")
-                bar.update()
-
-        # One writer for the gradebook, in a fixed order: the same results whatever the workers did.
-        phase("writing the gradebook")
-        plans = {job.student: job.plan for job in jobs}
-        timestamps = {s.student: s.timestamp for s in submissions}
-        for student in sorted(results):
-            result = results[student]
-            outcome = outcomes.get(student)
-            stamp = course.checked_notebook(assignment, student).with_name("timestamp.txt")
-            if timestamps.get(student):
-                intake.write_atomic(stamp, timestamps[student].encode())
-            else:
-                stamp.unlink(missing_ok=True)
-            if student in grader_faults or student in unrecorded:
-                continue
-            if outcome is None:
-                gradebook.record(course.root, db.working_url, assignment, student, None)
-                continue
-            result.flags.extend(_flags_from(outcome, [cell["name"] for cell in plans[student]]))
-            verdicts = {k: v["passed"] for k, v in outcome["trusted"].items()}
-            error = gradebook.record(course.root, db.working_url, assignment, student, verdicts)
-            if error:
-                result.error = error
-                continue
-            result.score, result.max_score, penalty, cells = gradebook.scores(db.working_url, assignment, student)
-            if penalty:
-                result.flags.append(f"late: a penalty of {penalty:g} points was applied")
-            for grade_id in sorted(cells):
-                score, maximum = cells[grade_id]
-                verdict = outcome["trusted"].get(grade_id, {})
-                problem = "" if score >= maximum else verdict.get("message", "failed")
-                result.cells.append(CellResult(grade_id, score, maximum, problem))
-    phase("writing the feedback")
-    if any(r.score is not None for r in results.values()):
-        gradebook.feedback(course.root, course.db_url, assignment, show_hidden_tests)
-    phase("writing the grades and the reports")
-    course.reports.mkdir(parents=True, exist_ok=True)
-    gradebook.export_csv(course.root, course.db_url, course.grades_csv)
-    gradebook.export_canvas(course.db_url, assignment, course.canvas_csv(assignment))
-    ordered = [results[s] for s in sorted(results)]
-    write_summary(ordered, course.summary_csv(assignment), batch_notes)
-    reports.write_class_report(ordered, assignment, course.class_report(assignment),
-                               lambda student: course.feedback(assignment, student))
-    phases.close()
+    bars = _Progress(assignment, progress)
+    try:
+        with gradebook.SqliteTransaction(course.db_url) as db:
+            bars.phase("recording the assignment")
+            released = _record_assignment(course, db.working_url, assignment, checks)
+            bars.phase("self-test (the reference must pass every trusted check)")
+            self_test(course, assignment, released, checks, limits)
+            bars.phase("reading the submissions")
+            submissions, batch_notes = _find_submissions(course, assignment, lms_downloads)
+            results, jobs = _plan(course, assignment, submissions, released, rules, limits)
+            recorder = _Recorder(course, db.working_url, assignment, results, show_hidden_tests)
+            recorder.start(submissions, {job.student for job in jobs})
+            bars.phase("grading in the sandboxes, recording each student in the gradebook")
+            bars.start_students(len(results))
+            for _ in range(len(results) - len(jobs)):
+                bars.student_done()
+            _grade_jobs(course, assignment, jobs, checks, limits, workers or os.cpu_count() or 1, recorder,
+                        batch_notes, bars)
+        bars.phase("writing the grades and the reports")
+        ordered = [results[s] for s in sorted(results)]
+        _write_reports(course, assignment, ordered, batch_notes)
+    finally:
+        bars.close()
     if progress and batch_notes:
         print("\n".join(_one_line(note) for note in batch_notes))
     return ordered
+
+
+def _record_assignment(course: Course, db_url: str, assignment: str, checks: dict) -> dict:
+    """nbgrader ``generate_assignment`` into the working gradebook; returns the released notebook."""
+    released = json.loads(gradebook.prepare(course, db_url, assignment).read_text())
+    test_cells = [c["metadata"]["nbgrader"]["grade_id"] for c in released["cells"]
+                  if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    if set(test_cells) != set(checks):
+        raise RuntimeError(f"the trusted checks of {assignment} cover {sorted(checks)} but its test cells are "
+                           f"{sorted(test_cells)}: every test cell needs exactly one trusted check")
+    return released
+
+
+def _plan(course: Course, assignment: str, submissions: list[intake.Submission], released: dict,
+          rules, limits: sandbox.Limits) -> tuple[dict[str, StudentResult], list[Job]]:
+    """A result for every submission, and a sandbox job for each one that could be rebuilt."""
+    secret, fingerprint = course.secret(), _code_fingerprint()
+    results: dict[str, StudentResult] = {}
+    jobs: list[Job] = []
+    for submission in submissions:
+        result = results[submission.student] = StudentResult(submission.student, flags=list(submission.flags),
+                                                             name=submission.name)
+        if submission.error:
+            result.error = submission.error
+            continue
+        try:  # one crafted notebook never stops the batch
+            notebook, plan, flags, error = intake.rebuild(submission.data, released)
+            result.flags.extend(flags)
+            if error:
+                result.error = error
+                continue
+            result.flags.extend(intake.copied_from_reference(plan))
+            result.flags.extend(forbidden.flags(plan, rules))
+            seed = trusted.student_seed(secret, assignment, submission.student, [notebook, plan])
+            key = hashlib.sha256(json.dumps([RESULT_VERSION, fingerprint, seed, notebook, plan, released,
+                                             asdict(limits)], sort_keys=True).encode()).hexdigest()
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001
+            result.error = f"the notebook could not be prepared for grading ({type(exc).__name__}: {exc})"
+            continue
+        jobs.append(Job(submission.student, notebook, plan, seed, key))
+    return results, jobs
+
+
+class _Recorder:
+    """The one writer of the gradebook and the feedback, in the main thread.
+
+    Each student is recorded as soon as their sandboxes finish, while the workers grade the next
+    ones: nbgrader's bookkeeping overlaps the sandboxes instead of following them. The order of the
+    writes does not change what is written (each student's rows are their own)."""
+
+    def __init__(self, course: Course, db_url: str, assignment: str, results: dict[str, StudentResult],
+                 show_hidden_tests: bool):
+        self.course, self.db_url, self.assignment = course, db_url, assignment
+        self.results, self.show_hidden_tests = results, show_hidden_tests
+
+    def start(self, submissions: list[intake.Submission], graded: set[str]) -> None:
+        """Names, LMS ids and submission times first (autograde reads the time for late penalties),
+        then the students with nothing to grade: listed with no submission (0 points)."""
+        gradebook.set_students(self.db_url, {s.student: (s.name, s.student if s.lms == "canvas" else None)
+                                             for s in submissions if s.recordable})
+        for s in submissions:
+            stamp = self.course.checked_timestamp(self.assignment, s.student)
+            if s.timestamp:
+                intake.write_atomic(stamp, s.timestamp.encode())
+            else:
+                stamp.unlink(missing_ok=True)
+        for s in submissions:
+            if s.recordable and s.student not in graded:
+                gradebook.record(self.course, self.db_url, self.assignment, s.student, None)
+                # An older page would describe a notebook that is no longer the one handed in.
+                self.course.feedback(self.assignment, s.student).unlink(missing_ok=True)
+
+    def record(self, student: str, outcome: dict, plan: list[dict]) -> None:
+        result = self.results[student]
+        result.flags.extend(_flags_from(outcome, [cell["name"] for cell in plan]))
+        verdicts = {k: v["passed"] for k, v in outcome["trusted"].items()}
+        error = gradebook.record(self.course, self.db_url, self.assignment, student, verdicts)
+        if error:
+            result.error = error
+            return
+        result.score, result.max_score, penalty, cells = gradebook.scores(self.db_url, self.assignment, student)
+        if penalty:
+            result.flags.append(f"late: a penalty of {penalty:g} points was applied")
+        for grade_id in sorted(cells):
+            score, maximum = cells[grade_id]
+            verdict = outcome["trusted"].get(grade_id, {})
+            problem = "" if score >= maximum else verdict.get("message", "failed")
+            result.cells.append(CellResult(grade_id, score, maximum, problem))
+        feedback_error = gradebook.feedback(self.course, self.db_url, self.assignment, student,
+                                            self.show_hidden_tests)
+        if feedback_error:
+            result.flags.append(feedback_error + " (the grade is recorded)")
+
+
+def _grade_jobs(course: Course, assignment: str, jobs: list[Job], checks: dict, limits: sandbox.Limits,
+                workers: int, recorder: _Recorder, batch_notes: list[str], bars: _Progress) -> None:
+    """The sandboxes, one worker thread per slot; each finished student is recorded at once."""
+    with sandbox.SlotPool(workers, limits) as slots, ThreadPoolExecutor(max_workers=workers) as pool:
+        if slots.cgroups.kind == "none" and os.geteuid() == 0:
+            batch_notes.append("warning: no control groups could be created on this machine, so each sandbox's "
+                               "memory and process count are capped per process only (see GRADING.md)")
+        futures = {pool.submit(grade_in_sandboxes, course, assignment, job, checks, limits, slots): job
+                   for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - one student's failure never stops the batch
+                # A fault of the grader, not of the notebook: the student's gradebook entry is
+                # left as it was and nothing is saved, so the next run tries again.
+                recorder.results[job.student].error = (
+                    "GRADER ERROR, not graded (run make grade again; the gradebook keeps this student's "
+                    f"previous result): {type(exc).__name__}: {exc}")
+            else:
+                recorder.record(job.student, outcome, job.plan)
+            bars.student_done()
+
+
+def _write_reports(course: Course, assignment: str, ordered: list[StudentResult], batch_notes: list[str]) -> None:
+    course.reports.mkdir(parents=True, exist_ok=True)
+    gradebook.export_csv(course.root, course.db_url, course.grades_csv)
+    gradebook.export_canvas(course.db_url, assignment, course.canvas_csv(assignment))
+    write_summary(ordered, course.summary_csv(assignment), batch_notes)
+    reports.write_class_report(ordered, assignment, course.class_report(assignment),
+                               lambda student: course.feedback(assignment, student))
 
 
 _printable = printable

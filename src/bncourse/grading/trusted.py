@@ -2,7 +2,7 @@
 
 Two sandboxed runs per submission (see :mod:`.sandbox`), each in its own module:
 
-* :mod:`.notebook_run` runs the whole rebuilt notebook in a Jupyter kernel, as nbgrader would. Its
+* :mod:`.notebook_run` runs the whole rebuilt notebook in an IPython shell, as nbgrader's kernel would. Its
   outputs go into the feedback and give nbgrader's usual *in-kernel* verdict, which student code in
   that kernel can fake.
 * :mod:`.answer_server` runs only the student's setup, answer and added cells in a second sandbox

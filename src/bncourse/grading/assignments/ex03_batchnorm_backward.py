@@ -51,7 +51,8 @@ def relative_error(answers, rng):
 
 def autograd_function(answers, rng):
     shapes = ((_size(rng, 2, 8), _size(rng, 1, 5)), (_size(rng, 10, 50), _size(rng, 2, 10)))
-    checks.check_autograd_function(answers.batchnorm_function_gradients, shapes=shapes, seed=_seed(rng))
+    checks.check_autograd_function(answers.batchnorm_function_gradients, shapes=shapes, seed=_seed(rng),
+                                   epsilons=_epsilons(rng)[1:])  # eps varies: a fixed 1e-5 shows up
 
 
 

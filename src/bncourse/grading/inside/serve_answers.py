@@ -78,10 +78,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+# Library errors whose cause the grader can name, each by a fixed code: the message itself is never
+# sent (torch's quote the shapes of the secret inputs). The grader's words for each code are in
+# ``answer_server.LIBRARY_ERRORS``. A student who raises one of these texts only gets its hint.
+KNOWN_LIBRARY_ERRORS = (
+    ("torch_gradient_count", "returned an incorrect number of gradients"),
+    ("torch_gradient_shape", "returned an invalid gradient at index"),
+    ("torch_gradient_not_a_tensor", "expected Variable or None (got"),
+    ("torch_numpy_of_grad_tensor", "Can't call numpy() on Tensor that requires grad"),
+)
+
+
+def _known_library_error(exc: BaseException) -> str | None:
+    try:
+        message = str(exc)[:1000] if type(exc).__str__ is BaseException.__str__ else ""
+    except BaseException:  # noqa: BLE001 - a message that misbehaves
+        return None
+    return next((code for code, text in KNOWN_LIBRARY_ERRORS if text in message), None)
+
+
 def _type_and_place(exc: BaseException) -> dict:
     """What the grader may say about an exception raised during a call: its classes (the grader names
-    the first built-in one) and the innermost line of a notebook cell it came through, or "library"
-    when none. Never its message: the function was called on the grader's secret inputs."""
+    the first built-in one), the innermost line of a notebook cell it came through, or "library"
+    when none, and the code of a known library error. Never its message: the function was called on
+    the grader's secret inputs."""
     try:
         types = [cls.__name__ for cls in type(exc).__mro__][:64]
     except BaseException:  # noqa: BLE001 - a class that misbehaves
@@ -92,7 +112,7 @@ def _type_and_place(exc: BaseException) -> dict:
         if filename.startswith("<cell ") and filename.endswith(">"):
             where = [filename[len("<cell "):-1], tb.tb_lineno]
         tb = tb.tb_next
-    return {"types": types, "where": where}
+    return {"types": types, "where": where, "known": _known_library_error(exc)}
 
 
 def run_cell(cell: dict, namespace: dict):
