@@ -77,7 +77,7 @@ def run(x):
 
 
 @pytest.mark.parametrize("backward, cause", [
-    ("(2 * dout,)", "wrong number of gradients; it must return one per input of forward"),
+    ("(2 * dout,)", "wrong number of gradients; backward must return one gradient per input of forward"),
     ("(2 * dout.sum(axis=0), None)", "a gradient returned by backward has the wrong shape"),
     ("((2 * dout).numpy(), None)", "not a tensor (a NumPy array?)"),
 ])

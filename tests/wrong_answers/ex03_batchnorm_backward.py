@@ -75,6 +75,11 @@ WRONG_ANSWERS += [
         (("        std = torch.sqrt(var + eps)\n", "        std = torch.sqrt(var + 1e-5)\n"),
          ("        ctx.eps = eps\n", "        ctx.eps = 1e-5\n")),
         frozenset({"test_autograd_function"}), says="use forward's eps argument"),
+    WrongAnswer(  # through the sandbox torch's message (it quotes the secret shapes) becomes a fixed code,
+        # named in the same words as the kit's hint (tests/test_secret_inputs.py checks that path)
+        "function_returns_three_gradients", "batchnorm_function",
+        (("torch.from_numpy(dbeta), None", "torch.from_numpy(dbeta)"),),
+        frozenset({"test_autograd_function"}), says="must return one gradient per input of forward"),
 ]
 
 CORRECT_ANSWERS = [

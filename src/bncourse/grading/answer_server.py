@@ -55,8 +55,8 @@ def _reflect(originals, after) -> None:
 
 #: What the grader says for each known library error (codes from ``inside/serve_answers.py``).
 LIBRARY_ERRORS = {
-    "torch_gradient_count": "torch says the Function's backward returned the wrong number of gradients; it must "
-                            "return one per input of forward, None for an input that needs none (such as eps)",
+    "torch_gradient_count": "torch says the Function's backward returned the wrong number of gradients; backward "
+                            "must return one gradient per input of forward (None for one that needs none, such as eps)",
     "torch_gradient_shape": "torch says a gradient returned by backward has the wrong shape; each must have the "
                             "shape of its input (dx like x, dgamma and dbeta like gamma)",
     "torch_gradient_not_a_tensor": "torch says backward returned something that is not a tensor (a NumPy array?); "
