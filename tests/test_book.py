@@ -295,6 +295,62 @@ def test_page_loads_cleanly_in_chromium(browser, server, page):
     tab.close()
 
 
+VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
+# What may be wider than its column, at which width, and why. Everything else must fit.
+WIDER_THAN_COLUMN_ALLOWED = {
+    ("phone", "display equation"): "MathJax 3 cannot break a display equation across lines; on a phone a "
+                                   "long one scrolls inside its own box (course-layout.css), never the page",
+}
+WIDTH_PROBE = """() => {
+  const kinds = {"div.highlight pre": "code", "div.cell_output pre": "output", "div.output pre": "output",
+                 "mjx-container[display='true']": "display equation", "article table": "table"};
+  const wide = [];
+  for (const [selector, kind] of Object.entries(kinds)) {
+    for (const el of document.querySelectorAll(selector)) {
+      if (el.scrollWidth > el.clientWidth + 1) {
+        wide.push([kind, (el.textContent || "").replace(/\\s+/g, " ").slice(0, 60), el.scrollWidth, el.clientWidth]);
+      }
+    }
+  }
+  return {page: document.documentElement.scrollWidth - document.documentElement.clientWidth, wide};
+}"""
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_nothing_is_wider_than_its_column(browser, server, viewport):
+    """No code block, printed output, table or equation scrolls sideways (scrollWidth <= clientWidth),
+    and the page itself never does, on a desktop and on a phone; only the named exceptions."""
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    problems = []
+    for page in PAGES:
+        tab = context.new_page()
+        tab.goto(f"{server}/{page}", wait_until="networkidle")
+        if page in PAGES_WITH_MATH:
+            tab.wait_for_selector("mjx-container", timeout=20000)
+        found = tab.evaluate(WIDTH_PROBE)
+        if found["page"] > 0:
+            problems.append(f"{page}: the page scrolls sideways by {found['page']} px")
+        problems += [f"{page}: {kind} {text!r} is {scroll} px wide in a {client} px column"
+                     for kind, text, scroll, client in found["wide"] if (viewport, kind) not in WIDER_THAN_COLUMN_ALLOWED]
+        tab.close()
+    context.close()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("chapter", [page for page in CHAPTERS])
+def test_every_figure_opens_full_size(browser, server, chapter):
+    """On a phone a figure is shown at a third of its size; a click opens it full size, where its text
+    is legible."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    tab = context.new_page()
+    tab.goto(f"{server}/{chapter}", wait_until="networkidle")
+    figures = tab.evaluate("""() => Array.from(document.querySelectorAll("div.cell_output img")).map(img =>
+        [img.closest("a.figure-full-size") ? img.closest("a").href : null, img.src])""")
+    assert figures and all(link == src for link, src in figures), figures
+    context.close()
+
+
 def test_index_redirects_to_the_intro(browser, server):
     tab = browser.new_page()
     tab.goto(f"{server}/index.html")
