@@ -149,8 +149,9 @@ def feedback(course: Course, db_url: str, assignment: str, student: str, show_hi
     # sanitize_html: markdown a student added is rendered without scripts or event handlers.
     api = _api(course.root, db_url, GenerateFeedback={"preprocessors": preprocessors},
                HTMLExporter={"sanitize_html": True})
-    result = api.generate_feedback(assignment, student, force=True)
     page = course.feedback(assignment, student)
+    page.unlink(missing_ok=True)  # a page left from an earlier grading must not pass for this one
+    result = api.generate_feedback(assignment, student, force=True)
     if not result.get("success") or not page.is_file():
         return "nbgrader could not write the feedback page: " + (result.get("error") or result.get("log", ""))[-300:]
     finish_feedback_page(page)

@@ -22,7 +22,12 @@ def layernorm_forward(answers, rng):
 
 
 def layernorm_backward(answers, rng):
-    checks.check_layernorm_backward(answers.layernorm_backward, shapes=_shapes(rng), seed=_seed(rng))
+    # The second case's cache is made with eps = 1e-3 (a hard-coded 1e-5 shows up there). It has at
+    # least 3 features: with 2, x_hat is +-1 up to eps and dx is of the order of eps itself, so the
+    # effect of a wrong eps falls below the comparison's tolerance.
+    shapes = list(_shapes(rng))
+    shapes[1] = (shapes[1][0], _size(rng, 3, 12))
+    checks.check_layernorm_backward(answers.layernorm_backward, shapes=tuple(shapes), seed=_seed(rng))
 
 
 def groupnorm_forward(answers, rng):
