@@ -338,7 +338,7 @@ def test_nothing_is_wider_than_its_column(browser, server, viewport):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("chapter", [page for page in CHAPTERS])
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_figure_opens_full_size(browser, server, chapter):
     """On a phone a figure is shown at a third of its size; a click opens it full size, where its text
     is legible."""

@@ -74,10 +74,10 @@ def test_feedback_pages_wrap_render_math_offline_and_link_the_published_chapter(
                 '<!-- End of mathjax configuration --></head><body><a href="../../chapters/ch02_x.md">Chapter 2</a>'
                 "$x^2$</body></html>")
     page.write_text(original)
-    gradebook.finish_feedback(tmp_path / "feedback", "ex", site="https://course.example.org/bn")
+    gradebook.finish_feedback_page(page, site="https://course.example.org/bn")
     html = page.read_text()
     assert "cdnjs" not in html and (page.parent / gradebook.MATHJAX_FILE).stat().st_size > 100_000
     assert 'href="https://course.example.org/bn/chapters/ch02_x.html"' in html and "pre-wrap" in html
     page.write_text(original)
-    gradebook.finish_feedback(tmp_path / "feedback", "ex", site="")
+    gradebook.finish_feedback_page(page, site="")
     assert "html.baseurl in _config.yml) is not set" in page.read_text()

@@ -179,12 +179,6 @@ def offline_mathjax() -> Path | None:
     return None
 
 
-def finish_feedback(feedback: Path, assignment: str, site: str | None = None) -> None:
-    """:func:`finish_feedback_page` for every page of ``assignment`` under ``feedback``."""
-    for page in sorted(feedback.glob(f"*/{assignment}/{assignment}.html")):
-        finish_feedback_page(page, site)
-
-
 def finish_feedback_page(page: Path, site: str | None = None) -> None:
     """Make a feedback page readable offline: lines wrap, math is rendered by a copy of MathJax
     next to the page (no network), and the link to the chapter points at the published page

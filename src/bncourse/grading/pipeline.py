@@ -209,9 +209,9 @@ class _Progress:
         self._started = True
         self.phases.set_description(f"{self.assignment}: {what}")
 
-    def start_students(self, total: int) -> None:
-        self.students = self._tqdm(total=total, desc=f"grading {self.assignment}", unit="student",
-                                   disable=not self.shown, position=1, leave=False)
+    def start_students(self, total: int, already_done: int = 0) -> None:
+        self.students = self._tqdm(total=total, initial=already_done, desc=f"grading {self.assignment}",
+                                   unit="student", disable=not self.shown, position=1, leave=False)
 
     def student_done(self) -> None:
         self.students.update()
@@ -242,9 +242,7 @@ def grade_assignment(course: Course, assignment: str, lms_downloads: Path | None
             recorder = _Recorder(course, db.working_url, assignment, results, show_hidden_tests)
             recorder.start(submissions, {job.student for job in jobs})
             bars.phase("grading in the sandboxes, recording each student in the gradebook")
-            bars.start_students(len(results))
-            for _ in range(len(results) - len(jobs)):
-                bars.student_done()
+            bars.start_students(len(results), already_done=len(results) - len(jobs))  # nothing to grade
             _grade_jobs(course, assignment, jobs, checks, limits, workers or os.cpu_count() or 1, recorder,
                         batch_notes, bars)
         bars.phase("writing the grades and the reports")
