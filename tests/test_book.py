@@ -90,158 +90,33 @@ def test_chapter_shows_its_check_against_pytorch(site):
     assert 'href="../references.html#' in html and "Ioffe and Christian Szegedy" in html  # cited, linked
 
 
-def test_chapter_1_prose_matches_what_its_code_measured(site):
-    """Chapter 1 says the deep sigmoid nets stall while tanh/Xavier and ReLU/He learn, and that the
-    variance algebra predicts the per-layer factor: check the executed numbers say so too."""
-    whole_page, page = chapter_text(site, "ch01_vanishing_exploding")
-    accuracy = {name: float(value) for name, value in
-                re.findall(r"(sigmoid, s = 0\.05|sigmoid, Xavier|tanh, Xavier|ReLU, He)\s+test accuracy after \d+ "
-                           r"steps: ([0-9.]+)", page)}
-    assert accuracy["sigmoid, s = 0.05"] < 0.2 and accuracy["sigmoid, Xavier"] < 0.2
-    assert accuracy["tanh, Xavier"] > 0.9 and accuracy["ReLU, He"] > 0.9
-    predicted = float(re.search(r"predicted factor per layer n\*s\^2 = ([0-9.]+)", page).group(1))
-    measured = float(re.search(r"measured factor per layer \(layers 5-12\): ([0-9.]+)", page).group(1))
-    assert abs(measured - predicted) < 0.05
-    assert "largest sigmoid derivative: 0.2500" in page
-    assert cites(whole_page, "Glorot", "Kaiming He")
+# Each chapter's claims about what its code measured are asserted inside the chapter, in hidden cells
+# next to the sentences they guard (AUTHORING.md), so the build itself fails when one stops holding;
+# tests/test_chapter_numbers.py finds measured numbers typed into the prose. What is left to check
+# here is that the claims cite their sources.
+CITED = {
+    "ch01_vanishing_exploding": ("Glorot", "Kaiming He"),
+    "ch02_deriving_batchnorm": ("Ioffe", "Santurkar", "Bjorck"),
+    "ch03_backward_pass": ("Ioffe", "Laarhoven"),
+    "ch04_training_with_bn": ("Ioffe", "Santurkar", "Bjorck"),
+    "ch05_layernorm_and_relatives": ("Jimmy Lei Ba", "Yuxin Wu", "Ulyanov", "Sennrich", "Xiong"),
+}
 
 
-def test_chapter_3_prose_matches_what_its_code_measured(site):
-    """Chapter 3's claims, read from its executed outputs: the hand-written gradients agree with
-    torch, gradcheck accepts the closed form and rejects detached statistics, the weight gradient
-    is perpendicular to the weights, the norm-based error of a correct gradient is tiny while the
-    elementwise one is much larger, and detached statistics make the bias before BN drift."""
-    whole_page, page = chapter_text(site, "ch03_backward_pass")
-    for name in ("dx", "dgamma", "dbeta"):
-        difference = float(re.search(rf"{name}\s+largest difference from torch autograd: ([0-9.e+-]+)", page).group(1))
-        assert difference < 1e-12, name
-    assert "gradcheck, closed-form backward: True" in page
-    assert "gradcheck, detached statistics: Jacobian mismatch" in page
-    cosines = [float(v) for v in re.findall(r"largest \|cos\(W_j, dL/dW_j\)\| = ([0-9.e+-]+)", page)]
-    assert len(cosines) == 2 and max(cosines) < 1e-5
-    norm_based = float(re.search(r"correct gradient, norm-based relative error:\s+([0-9.e+-]+)", page).group(1))
-    elementwise = float(re.search(r"correct gradient, largest elementwise rel. error: ([0-9.e+-]+)", page).group(1))
-    assert norm_based < 1e-8 and elementwise > 100 * norm_based
-    bias = {name: (float(first), float(last)) for name, first, last in
-            re.findall(r"(full gradient|statistics detached)\s+final loss [0-9.]+; after step 1 and step \d+: "
-                       r"\|b1\| ([0-9.]+) and ([0-9.]+)", page)}
-    assert bias["full gradient"] == (0.0, 0.0) and bias["statistics detached"][1] > 5 * bias["statistics detached"][0]
-    assert cites(whole_page, "Laarhoven")
+@pytest.mark.parametrize("chapter", CITED)
+def test_chapter_cites_its_sources_and_prints_no_traceback(site, chapter):
+    whole_page, _ = chapter_text(site, chapter)
+    missing = [author for author in CITED[chapter] if not cites(whole_page, author)]
+    assert not missing, f"{chapter} does not cite {missing} through the bibliography"
 
 
-def test_chapter_4_prose_matches_its_recorded_runs(site):
-    """Chapter 4's claims about the CPU run, read from the page: BN learns at once where the plain
-    network does not, the sigmoid input drifts only without BN, BN saves steps and tolerates every
-    learning rate in the sweep, more init settings train with BN, BN fails at batch size 2 and in
-    train mode on one-class batches, and folding keeps the output."""
-    whole_page, page = chapter_text(site, "ch04_training_with_bn")
-    assert "cpu run: CPU" in page and "command: python -m bncourse.experiments.bn_training --size cpu" in page
-    live = {name: [float(v) for v in values.split(", ")] for name, values in
-            re.findall(r"(without|with) BN: test accuracy after steps \[[0-9, ]+\]: ([0-9., ]+)\n", page)}
-    assert live["with"][-1] > live["without"][-1] + 0.2
-    paper = {name: (float(first), float(low), float(high)) for name, first, low, high in re.findall(
-        r"cpu (without BN|with BN)\s*: mean test accuracy after \d+ steps ([0-9.]+), at the end [0-9.]+; median sigmoid "
-        r"input moves over \[([0-9.-]+), ([0-9.-]+)\]", page)}
-    assert paper["with BN"][0] > 0.9 and paper["without BN"][0] < 0.5
-    assert paper["without BN"][2] - paper["without BN"][1] > 2 * (paper["with BN"][2] - paper["with BN"][1])
-    paper_ratio = float(re.search(r"the paper: Inception .*: ([0-9.]+)x \(the headline", page).group(1))
-    assert float(re.search(r"cpu run, steps saved by BN: ([0-9.]+)x at each one's best rate", page).group(1)) > 1
-    # "well below the paper's", for either target, even at the top of what the evaluation interval leaves open
-    best_rates = re.search(r"cpu run, with evaluations \d+ steps apart the ratio at the best rates lies between "
-                           r"([0-9.]+)x and ([0-9.]+)x", page)
-    papers_measure = re.search(r"cpu run, the paper's measure: .*: ([0-9.]+)x \(between ([0-9.]+)x and ([0-9.]+)x\)",
-                               page)
-    assert 1 < float(best_rates.group(1)) and float(best_rates.group(2)) < paper_ratio
-    assert 1 < float(papers_measure.group(2)) and float(papers_measure.group(3)) < paper_ratio
-    diverged = re.search(r"cpu run, settings where some seed diverged: (.*)\n", page).group(1)
-    assert "without BN" in diverged and "with BN" not in diverged.replace("without BN", "")
-    good = {name: int(n) for name, n in re.findall(r"cpu run, (without BN|with BN): (\d+) of \d+ settings reach", page)}
-    assert good["with BN"] > 2 * good["without BN"]
-    by_batch = {name: {int(b): float(a) for b, a in re.findall(r"B=(\d+): ([0-9.]+)", values)} for name, values in
-                re.findall(r"cpu run, (without BN|with BN)\s*: (B=2: .*)\n", page)}
-    bn, plain = by_batch["with BN"], by_batch["without BN"]
-    assert bn[2] < 0.7 < plain[2]                                       # BN fails at B = 2
-    assert abs(bn[4] - plain[4]) < 0.02                                 # "about as accurate" from a few on
-    assert all(bn[b] >= plain[b] for b in bn if b >= 8)                 # "as accurate or more" from eight on
-    largest = max(plain)
-    assert plain[largest] < bn[largest] - 0.1                           # the plain network breaks down at the end
-    rates_line = re.search(r"cpu run, learning rate: +(.*)\n", page).group(1)
-    rates = {int(b): float(r) for b, r in re.findall(r"B=(\d+): ([0-9.]+)", rates_line)}
-    assert max(rates, key=rates.get) == largest
-    eval_mode = float(re.search(r"cpu run: eval mode ([0-9.]+);", page).group(1))
-    one_class_line = re.search(r"cpu run: eval mode .*one class per batch: (.*)\n", page).group(1)
-    one_class = [float(v) for v in re.findall(r"B=\d+: ([0-9.]+)", one_class_line)]
-    assert eval_mode > 0.9 and max(one_class) < eval_mode - 0.3
-    assert float(re.search(r"cpu run, inference.*largest output difference ([0-9.e+-]+)", page).group(1)) < 1e-4
-    composite = re.search(r"cpu run,\s+hand-written \(composite ops\) .*\(([0-9.]+) x nn.BatchNorm2d\)", page)
-    assert float(composite.group(1)) > 1                                      # "the slowest"
-    assert "cpu run, torch.compile of the hand-written code is faster than nn.BatchNorm2d" in page  # "even faster"
-    assert cites(whole_page, "Ioffe", "Santurkar", "Bjorck")
-
-
-def test_chapter_5_prose_matches_what_its_code_measured(site):
-    """Chapter 5's claims, read from its executed outputs: the five normalizations agree with
-    torch.nn, LayerNorm is batch norm on the transpose forward and backward, batch norm's output for
-    an example spreads like 1/sqrt(B) with its batch-mates while LayerNorm's does not move, batch norm
-    fails at B = 2 where LayerNorm and GroupNorm do not, post-LN's last-block gradient does not depend
-    on depth while pre-LN's falls like 1/sqrt(L), and RMSNorm loses shift invariance only."""
-    whole_page, page = chapter_text(site, "ch05_layernorm_and_relatives")
-
-    def number(pattern):
-        return float(re.search(pattern, page).group(1))
-
-    differences = re.findall(r"(?:BatchNorm|LayerNorm|InstanceNorm|GroupNorm|RMSNorm) +one (?:image|channel)[^\n]*? "
-                             r"\d+ +([0-9.e+-]+)\n", page)
-    assert len(differences) == 5 and all(float(d) < 1e-12 for d in differences)
-    assert "GroupNorm with 1 group equals LayerNorm:     True" in page
-    assert "GroupNorm with C groups equals InstanceNorm: True" in page
-    assert number(r"max \|BN on the transpose - F.layer_norm\| = ([0-9.e+-]+)") < 1e-12
-    for name in ("dx", "dgamma", "dbeta"):
-        assert number(rf"{name}\s+max \|ours - autograd\| = ([0-9.e+-]+)") < 1e-12, name
-    assert number(r"largest \|sum of dx over an example's features\| = ([0-9.e+-]+)") < 1e-12
-    assert "LayerNorm   max |train-mode output - eval-mode output| = 0.000; buffers: []" in page
-    assert number(r"BatchNorm1d max \|train-mode output - eval-mode output\| = ([0-9.]+)") > 0.1
-
-    bn_spread = [float(v) for v in re.search(r"batch norm spread:\s+([0-9. ]+)\n", page).group(1).split()]
-    ln_spread = [float(v) for v in re.search(r"LayerNorm spread \(max\):\s+([0-9. ]+)\n", page).group(1).split()]
-    assert len(bn_spread) == 7 and all(a > b for a, b in zip(bn_spread, bn_spread[1:])) and set(ln_spread) == {0.0}
-    assert -0.6 < number(r"fitted slope of log\(spread\) against log\(B\) for B >= 8: ([0-9.-]+)") < -0.4
-    assert 0.15 < number(r"at B = 32 the example's normalized value moves by ([0-9.]+)") < 0.25   # "about a fifth"
-    assert number(r"at B = 2, (\d+)% of the example's") >= 80
-
-    accuracy = {name: [float(v) for v in values.split()] for name, values in re.findall(
-        r"(no normalization|batch norm|LayerNorm|GroupNorm \(8 groups\)|batch norm, test batches of B)\s+"
-        r"((?:[0-9.]+ +){6}[0-9.]+)\n", page)}
-    assert len(accuracy) == 5
-    bn, ln, gn, bn_test = (accuracy[k] for k in ("batch norm", "LayerNorm", "GroupNorm (8 groups)",
-                                                 "batch norm, test batches of B"))
-    assert bn[0] < 70 and bn_test[0] < 70 and ln[0] > 85 and gn[0] > 85
-    steps = [int(v) for v in re.search(r"training steps per run\s+([0-9 ]+)\n", page).group(1).split()]
-    prose_steps = re.search(r"are only (\d+)\s+steps\s+\(the\s+table.s\s+row\s+of\s+training\s+steps\)", whole_page)
-    assert int(prose_steps.group(1)) == steps[-1]
-    plain = accuracy["no normalization"]
-    assert plain[-1] < plain[4] - 1        # "the curves without batch norm drop" at B = 128 (vs B = 32)
-    from sklearn.datasets import load_digits
-
-    images = len(load_digits().target)
-    split = re.search(r"\((\d+) training and (\d+) test images;", page)   # "a random 80/20 split of the 1,797"
-    assert (int(split.group(1)), int(split.group(2))) == (images * 4 // 5, images - images * 4 // 5)
-    assert f"{images:,} images" in whole_page
-    assert all(bn[i] >= max(ln[i], gn[i]) - 1.0 for i in range(2, 7))  # B = 8 ... 128
-    assert all(bn_test[i] < bn[i] - 2 for i in range(3))                 # B = 2, 4, 8
-
-    stacks = {p: (float(first), float(last), float(slope)) for p, first, last, slope in re.findall(
-        r"(post-LN|pre-LN): stream RMS after block 1 and 24: ([0-9.]+) and ([0-9.]+); .*?\(slope ([0-9.-]+)\)", page)}
-    assert stacks["post-LN"][:2] == (1.0, 1.0) and abs(stacks["post-LN"][2]) < 0.15
-    assert stacks["pre-LN"][1] > 3 * stacks["pre-LN"][0] and -0.6 < stacks["pre-LN"][2] < -0.4
-
-    squares = re.search(r"mean of x\^2 = ([0-9.]+); variance \+ mean\^2 = ([0-9.]+)", page)
-    assert squares.group(1) == squares.group(2)
-    moves = re.findall(r"LayerNorm output moves by ([0-9.e+-]+), RMSNorm's by ([0-9.]+)", page)
-    assert len(moves) == 3 and all(float(ln) < 1e-12 and float(rms) > 0.01 for ln, rms in moves)
-    assert number(r"multiply the example by 3.7: RMSNorm output moves by ([0-9.e+-]+)") < 1e-12
-    assert "RMSNorm takes" in page
-    assert cites(whole_page, "Jimmy Lei Ba", "Yuxin Wu", "Ulyanov", "Sennrich", "Xiong")
+def test_chapter_claims_are_asserted_next_to_them():
+    """Every chapter holds its claims with hidden assert cells, and glues the numbers it states."""
+    for chapter in sorted((REPO / "chapters").glob("ch*.md")):
+        text = chapter.read_text()
+        hidden_asserts = re.findall(r":tags: \[remove-cell\]\n(?:#[^\n]*\n)*[^`]*?assert ", text)
+        assert len(hidden_asserts) >= 3, f"{chapter.name}: claims without hidden assert cells"
+        assert "{glue:text}" in text, f"{chapter.name}: no number glued from the code"
 
 
 @pytest.mark.parametrize("exercise", ASSIGNMENTS)
@@ -338,16 +213,75 @@ def test_nothing_is_wider_than_its_column(browser, server, viewport):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_every_figure_opens_full_size(browser, server, chapter):
-    """On a phone a figure is shown at a third of its size; a click opens it full size, where its text
-    is legible."""
+# Every figure's smallest text, as displayed, on a desktop and on a phone (the issue's bar: 10 px).
+MIN_FIGURE_TEXT_PX = 10
+FIGURE_PROBE = """() => Array.from(document.querySelectorAll("div.cell_output img")).map(img =>
+    ({src: img.currentSrc, shown: img.clientWidth, natural: img.naturalWidth, alt: img.alt}))"""
+
+
+def png_text_chunks(source: str, server: str) -> dict:
+    """The text chunks of a displayed figure (a data: URL, or a file of the site)."""
+    import base64
+    import io
+    import urllib.request
+
+    from PIL import Image
+
+    if source.startswith("data:"):
+        data = base64.b64decode(source.split(",", 1)[1])
+    else:
+        data = urllib.request.urlopen(source).read()
+    return dict(Image.open(io.BytesIO(data)).text)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_every_figure_is_legible_where_it_is_shown(browser, server, viewport):
+    """Each figure's smallest text (recorded in its PNG by bncourse.plotting from the figure's own text
+    artists) times the scale at which the page shows it is at least MIN_FIGURE_TEXT_PX, on a desktop
+    (the desktop rendering) and on a phone (the phone rendering, its panels stacked)."""
+    from bncourse import plotting
+
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    problems, seen = [], 0
+    for page in PAGES:
+        tab = context.new_page()
+        tab.goto(f"{server}/{page}", wait_until="networkidle")
+        for number, figure in enumerate(tab.evaluate(FIGURE_PROBE), start=1):
+            seen += 1
+            chunks = png_text_chunks(figure["src"], server)
+            where = f"{page}, figure {number} ({figure['alt'][:70]})"
+            if plotting.MIN_TEXT_PX_KEY not in chunks:
+                problems.append(f"{where}: not drawn through the course style (no text size recorded)")
+                continue
+            if chunks[plotting.LAYOUT_KEY] != viewport:
+                problems.append(f"{where}: shows the {chunks[plotting.LAYOUT_KEY]} rendering")
+            shown = float(chunks[plotting.MIN_TEXT_PX_KEY]) * figure["shown"] / figure["natural"]
+            if shown < MIN_FIGURE_TEXT_PX:
+                problems.append(f"{where}: smallest text {shown:.1f} px (drawn at "
+                                f"{float(chunks[plotting.MIN_TEXT_PX_KEY]):.1f} px, shown at "
+                                f"{figure['shown']} of {figure['natural']} px)")
+        tab.close()
+    context.close()
+    assert seen >= 20, f"only {seen} figures found"
+    assert not problems, "\n".join(problems)
+
+
+def test_a_click_opens_the_desktop_figure_full_size(browser, server):
+    """On a phone, a click on a figure opens its wide rendering at full size in an overlay; Escape closes it."""
     context = browser.new_context(viewport={"width": 390, "height": 844})
     tab = context.new_page()
-    tab.goto(f"{server}/{chapter}", wait_until="networkidle")
-    figures = tab.evaluate("""() => Array.from(document.querySelectorAll("div.cell_output img")).map(img =>
-        [img.closest("a.figure-full-size") ? img.closest("a").href : null, img.src])""")
-    assert figures and all(link == src for link, src in figures), figures
+    tab.goto(f"{server}/chapters/ch04_training_with_bn.html", wait_until="networkidle")
+    figure = tab.locator("div.cell_output img").first
+    figure.scroll_into_view_if_needed()
+    desktop_width = figure.evaluate("img => { const probe = new Image(); probe.src = img.src; return probe.naturalWidth; }")
+    figure.click()
+    full = tab.locator("div.figure-overlay img")
+    full.wait_for()
+    assert full.evaluate("img => [img.naturalWidth, img.clientWidth]") == [desktop_width, desktop_width]
+    assert desktop_width > 390
+    tab.keyboard.press("Escape")
+    assert tab.locator("div.figure-overlay").count() == 0
     context.close()
 
 
