@@ -274,7 +274,8 @@ def test_a_click_opens_the_desktop_figure_full_size(browser, server):
     tab.goto(f"{server}/chapters/ch04_training_with_bn.html", wait_until="networkidle")
     figure = tab.locator("div.cell_output img").first
     figure.scroll_into_view_if_needed()
-    desktop_width = figure.evaluate("img => { const probe = new Image(); probe.src = img.src; return probe.naturalWidth; }")
+    desktop_width = figure.evaluate("""img => new Promise(done => {
+        const probe = new Image(); probe.onload = () => done(probe.naturalWidth); probe.src = img.src; })""")
     figure.click()
     full = tab.locator("div.figure-overlay img")
     full.wait_for()
