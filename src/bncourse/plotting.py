@@ -80,12 +80,11 @@ def draw_graph(ax, nodes, edges, highlight=(), note=None):
 #
 # A figure drawn for a desktop column is shown at a third of its size on a phone, where its axis text
 # shrinks to 5 or 6 px. So every figure a chapter shows is rendered twice: as drawn (the desktop
-# rendering) and re-laid out for a phone (the panels stacked in one column, 4 inches wide, fonts
-# unchanged). The page gets both in one <picture> element and the browser picks one by the width of
+# rendering) and re-laid out for a phone (the panels stacked in one column PHONE_WIDTH_IN wide,
+# fonts unchanged). The page gets both in one <picture> element and the browser picks one by the width of
 # the screen. Each PNG records the size of its smallest text in pixels (a PNG text chunk,
 # ``bncourse:min-text-px``), so the browser test can measure every figure's text at the size it is
 # displayed instead of trusting a style sheet.
-
 
 
 def for_phone(fig, *, columns: int = 1, panel_height: float | None = None, figure=None):
@@ -152,30 +151,30 @@ def _restack(fig, columns: int, panel_height: float | None) -> bool:
 
 def _narrow_texts(fig, panels, columns: int) -> None:
     """Fit a figure's words to a phone: legends one entry a line (a figure's legend goes below the
-    panels, the course's convention), long titles wrapped to the width of a panel."""
+    panels, the course's convention), long titles and axis labels wrapped to the width of a panel."""
     import textwrap
 
-    def one_column(legend, make):
+    def entries(legend):
+        """The handles and labels of a legend laid out in several columns, which is removed; else None."""
         if legend is None or legend._ncols == 1:
-            return
+            return None
         labels = [text.get_text() for text in legend.get_texts()]
         legend.remove()
-        make(legend.legend_handles, labels)
+        return legend.legend_handles, labels
 
     for legend in list(fig.legends):
-        one_column(legend, lambda handles, labels: fig.legend(handles, labels, loc="upper center",
-                                                                bbox_to_anchor=(0.5, 0.0), ncols=1))
+        if found := entries(legend):
+            fig.legend(*found, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=1)
     for ax in panels:
         legend = ax.get_legend()
-        one_column(legend, lambda handles, labels, ax=ax, loc=legend._loc if legend else None:
-                   ax.legend(handles, labels, loc=loc, ncols=1))
-    # About 0.55 em per character: the number of characters of a given size that fit a width.
+        if found := entries(legend):
+            ax.legend(*found, loc=legend._loc, ncols=1)
+
     def fit(text, width_in):
-        if text is None or not text.get_text():
-            return
+        # About 0.55 em per character: how many characters of this size fit the width.
         per_line = max(12, int(width_in * 72 / (0.55 * text.get_fontsize())))
         words = text.get_text().replace("\n", " ")
-        if len(text.get_text().split("\n")[0]) > per_line or len(words) > per_line:
+        if len(words) > per_line:
             text.set_text("\n".join(textwrap.wrap(words, per_line)))
 
     panel_width = 0.8 * PHONE_WIDTH_IN / columns       # less the room of the axis labels
