@@ -67,18 +67,18 @@ def verify_sync_forward(sync_forward_outputs, cases):
         _unchanged(subject, "a worker's x", given, xs, "compute new arrays (x - mean), not x -= mean.")
         outs, cache = _unpack_pair(result["result"], subject)
         outs = _workers(outs, k, subject, "outs")
-        for i, (out, want) in enumerate(zip(outs, case["expected"])):
-            _compare(subject, f"outs[{i}] (worker {i}'s output)", out, want, case["mistakes"][i])
         if not isinstance(cache, dict):
             _fail(subject, f"the cache should be a dict but is a {type(cache).__name__}.")
         missing = [key for key in SYNC_CACHE_KEYS if key not in cache]
         if missing:
             _fail(subject, f"the cache has no key(s) {missing}.", f"the backward pass reads {list(SYNC_CACHE_KEYS)}.")
+        _compare(subject, "cache['count']", cache["count"], case["count"], case["count_mistakes"],
+                 hint="the total number of examples of all workers (all-reduced).")
+        for i, (out, want) in enumerate(zip(outs, case["expected"])):
+            _compare(subject, f"outs[{i}] (worker {i}'s output)", out, want, case["mistakes"][i])
         for key in ("mean", "var"):
             _compare(subject, f"cache['{key}']", cache[key], case[key],
                      hint="the global statistics, the same on every worker: shape (D,).")
-        _compare(subject, "cache['count']", cache["count"], case["count"],
-                 hint="the total number of examples of all workers (all-reduced).")
         _workers(cache["x_hat"], k, subject, "cache['x_hat']")
         _calls(result, subject, "sync_batchnorm_forward")
     _passed("sync_batchnorm_forward equals batch norm on the concatenated batch, for unequal counts too.")
@@ -224,8 +224,13 @@ def verify_fold_conv(fold_conv_outputs, cases):
                            "batch norm's shift goes there (bias=True).")
         _compare(subject, "the folded weight", result["folded_weight"], case["weight"], case["weight_mistakes"])
         _compare(subject, "the folded bias", result["folded_bias"], case["bias"], case["bias_mistakes"])
-        _compare(subject, "the folded convolution's output", result["folded_output"], case["output"],
-                 hint="the folded nn.Conv2d must keep the original's stride, padding, dilation and groups.")
+        output = _as_array(result["folded_output"], subject, "the folded convolution's output")
+        if output.shape != case["output"].shape:
+            _fail(subject, f"the folded convolution's output has shape {output.shape}, the original's "
+                           f"{case['output'].shape}.",
+                  "the folded nn.Conv2d must keep the original's stride, padding, dilation and groups: pass "
+                  "stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups.")
+        _compare(subject, "the folded convolution's output", output, case["output"])
     _passed("fold_bn_into_conv returns a convolution that computes Conv2d -> BatchNorm2d (eval mode) exactly.")
 
 

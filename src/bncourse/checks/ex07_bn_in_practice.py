@@ -126,6 +126,10 @@ def sync_forward_cases(cases=(((5, 11), 4), ((6, 6, 6), 3), ((9, 2, 4), 2)), see
             kept = _distinct(outs, _sync_forward_mistakes(xs, gamma, beta, eps))
         built.append({"xs": xs, "gamma": gamma, "beta": beta, "eps": eps, "expected": outs,
                       "mean": cache["mean"], "var": cache["var"], "count": cache["count"],
+                      "count_mistakes": [Mistake(float(n), f"cache['count'] is one worker's own count ({n}). N is the "
+                                                           "number of examples of all workers: all-reduce the counts "
+                                                           "with the sums, and divide the all-reduced sums by the "
+                                                           "all-reduced count.") for n in sorted(set(counts))],
                       "mistakes": [_per_worker(kept, k) for k in range(len(xs))]})
     return built
 
@@ -235,8 +239,8 @@ RENORM_MISTAKES = [
     ({"d_over": "std"}, "d was divided by the batch's std; d = (batch mean - running mean) / running std (sigma)."),
     ({"clip_d": False}, "d was not clipped: d = clip((mean - mu) / sigma, -d_max, d_max)."),
     ({"clip_r": False}, "r was not clipped: r = clip(sigma_B / sigma, 1 / r_max, r_max)."),
-    ({"r_low": 0.0}, "r was clipped to [0, r_max]; its lower bound is 1 / r_max."),
-    ({"r_low": -np.inf}, "r was clipped from above only (or to [-r_max, r_max]); its lower bound is 1 / r_max."),
+    ({"r_low": 0.0}, "r was clipped from above only (or to [0, r_max], or [-r_max, r_max]: the ratio is never "
+                     "negative); its lower bound is 1 / r_max."),
     ({"update_first": True}, "the running statistics were updated before r and d were computed. r and d use the "
                              "running statistics from before this batch; update them afterwards."),
     ({"std_update": "var"}, "running_std was moved towards the batch's variance; it averages the standard deviation "
