@@ -1,44 +1,26 @@
 """Exercise 7's trusted checks on many secret draws: the solution passes every draw, and each wrong answer
 fails the cells it must lose on every draw (a mistake that coincided with the right answer for some draw of
-sizes, counts or clipping bounds would pass there).
-
-The answers run in-process from the solution notebook's cells, with the trusted check given a namespace
-standing in for the sandbox; no sandbox or kit fixtures are needed.
-"""
+sizes, counts or clipping bounds would pass there). Runs the answers in-process, as Exercise 5's test does."""
 
 import nbformat
-import numpy as np
 import pytest
 
 import wrong_answers
 from conftest import REPO
-from test_ex05_secret_draws import _answers
+from test_ex05_secret_draws import _answers, _failed_draws
 from bncourse.grading.assignments import ex07_bn_in_practice as trusted
 from wrong_answers import apply
 
 EXERCISE = "ex07_bn_in_practice"
 DRAWS = 15
-MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
+CASES = [(None, grade_id) for grade_id in trusted.CHECKS] + [
+    (wrong, grade_id) for wrong in wrong_answers.for_exercise(EXERCISE).WRONG_ANSWERS for grade_id in sorted(wrong.fails)]
 
 
-def _failed_draws(answers, check):
-    failed = 0
-    for draw in range(DRAWS):
-        try:
-            check(answers, np.random.default_rng([2000 + draw, 7]))
-        except AssertionError:
-            failed += 1
-    return failed
-
-
-@pytest.mark.parametrize("grade_id", list(trusted.CHECKS))
-def test_the_solution_passes_every_draw(grade_id):
-    assert _failed_draws(_answers(SOLUTION), trusted.CHECKS[grade_id]) == 0
-
-
-@pytest.mark.parametrize("wrong", MODULE.WRONG_ANSWERS, ids=lambda w: w.name)
-def test_each_wrong_answer_fails_its_cells_on_every_draw(wrong):
-    answers = _answers(apply(wrong, SOLUTION))
-    for grade_id in sorted(wrong.fails):
-        assert _failed_draws(answers, trusted.CHECKS[grade_id]) == DRAWS, (wrong.name, grade_id)
+@pytest.mark.parametrize("wrong, grade_id", CASES,
+                         ids=[f"{'solution' if w is None else w.name}-{g}" for w, g in CASES])
+def test_every_secret_draw_passes_the_solution_and_fails_each_wrong_answer(wrong, grade_id):
+    answers = _answers(SOLUTION if wrong is None else apply(wrong, SOLUTION))
+    failed = _failed_draws(answers, trusted.CHECKS[grade_id], draws=DRAWS, salt=7)
+    assert failed == (0 if wrong is None else DRAWS), (grade_id, failed)
