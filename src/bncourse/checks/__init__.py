@@ -35,3 +35,5 @@ from .ex05_layernorm import (NORMALIZATION_NAMES, check_batch_independent_normal
                         check_rmsnorm_forward)
 from .ex04_training_with_bn import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
                        check_training_loop)
+from .ex07_bn_in_practice import (check_batch_renorm_forward, check_batch_renorm_gradients, check_fold_conv,
+                                  check_recompute_statistics, check_sync_backward, check_sync_forward)
