@@ -100,6 +100,8 @@ CITED = {
     "ch03_backward_pass": ("Ioffe", "Laarhoven"),
     "ch04_training_with_bn": ("Ioffe", "Santurkar", "Bjorck"),
     "ch05_layernorm_and_relatives": ("Jimmy Lei Ba", "Yuxin Wu", "Ulyanov", "Sennrich", "Xiong"),
+    "ch07_bn_in_practice": ("Sergey Ioffe", "Hoffer", "Goyal", "Chao Peng", "Yuxin Wu", "Yanghao Li", "Izmailov",
+                            "Jacob"),
 }
 
 
