@@ -46,6 +46,7 @@ import importlib.util
 import json
 import math
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -668,12 +669,14 @@ def bandwidth_table(result: dict) -> list[dict]:
 
 
 def format_table(result: dict) -> str:
-    """The table as text, at most 88 characters wide: a header line with the device and the copy
-    bandwidth, then per row ms, GB/s and the fraction of copy bandwidth for forward and backward."""
+    """The table as text, at most 88 characters wide: the device, the tensor and the copy bandwidth,
+    then per row ms, GB/s and the fraction of the copy bandwidth for forward and backward, then why
+    the rows without numbers have none."""
     env = result["environment"]
     copy = result["copy_bandwidth"]
-    lines = [f"{env['device']}: copy {copy['GB_per_s']:,.0f} GB/s (read + written), tensor "
-             f"{'x'.join(map(str, result['config']['shape']))}",
+    lines = [f"{env['device']}"[:88],
+             f"tensor {'x'.join(map(str, result['config']['shape']))}; measured copy bandwidth "
+             f"{copy['GB_per_s']:,.0f} GB/s (read + written)",
              f"{'dtype':9s}{'implementation':32s}{'forward':>22s}{'backward':>22s}",
              f"{'':41s}{'ms   GB/s  copy':>22s}{'ms   GB/s  copy':>22s}"]
     for row in bandwidth_table(result):
@@ -684,8 +687,8 @@ def format_table(result: dict) -> str:
         cells = "".join(f"{row[f'{p}_ms']:>9.3f}{row[f'{p}_GB_per_s']:>7.0f}{row[f'{p}_fraction_of_copy']:>6.0%}"
                         for p in PASSES)
         lines.append(f"{row['dtype']:9s}{name:32s}{cells}")
-    notes = [f"  {row['dtype']}, {row['implementation']}: {row['note']}" for row in bandwidth_table(result)
-             if row["note"]]
+    notes = [textwrap.fill(f"{row['dtype']}, {row['implementation']}: {row['note']}", 88, initial_indent="  ",
+                           subsequent_indent="    ") for row in bandwidth_table(result) if row["note"]]
     return "\n".join(lines + (["not timed:"] + notes if notes else []))
 
 

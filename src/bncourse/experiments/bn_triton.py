@@ -189,7 +189,7 @@ def _launch_shape(x):
     block_n = max(1, min(4096 // block_hw, triton.next_power_of_2(rows_per_slice)))
     block = min(triton.next_power_of_2(hw), 4096)
     return {"block_n": block_n, "block_hw": block_hw, "slices": slices, "rows_per_slice": rows_per_slice,
-            "block": block}
+            "block": block, "row_blocks": triton.cdiv(hw, block)}
 
 
 def _check(x, gamma):
@@ -218,7 +218,8 @@ def forward(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1, e
     _forward_finish[(c,)](partial[0], partial[1], partial[2], gamma, beta, save_mean, save_invstd, scale,
                           running_mean if has_running else save_mean, running_var if has_running else save_mean,
                           slices, eps, momentum, HAS_RUNNING=has_running, BLOCK_S=triton.next_power_of_2(slices))
-    _normalize[(n * c, triton.cdiv(hw, launch["block"]))](x, y, save_mean, scale, beta, c, hw, BLOCK=launch["block"], num_warps=WARPS)
+    _normalize[(n * c, launch["row_blocks"])](x, y, save_mean, scale, beta, c, hw, BLOCK=launch["block"],
+                                              num_warps=WARPS)
     return y, save_mean, save_invstd
 
 
@@ -242,6 +243,6 @@ def backward(dy, x, gamma, save_mean, save_invstd, out=None):
                                     BLOCK_N=launch["block_n"], BLOCK_HW=launch["block_hw"], num_warps=WARPS)
     _backward_finish[(c,)](partial[0], partial[1], gamma, save_invstd, dgamma, dbeta, a, b, k, slices, float(n * hw),
                            BLOCK_S=triton.next_power_of_2(slices))
-    _backward_elementwise[(n * c, triton.cdiv(hw, launch["block"]))](x, dy, dx, save_mean, a, b, k, c, hw,
-                                                                     BLOCK=launch["block"], num_warps=WARPS)
+    _backward_elementwise[(n * c, launch["row_blocks"])](x, dy, dx, save_mean, a, b, k, c, hw, BLOCK=launch["block"],
+                                                         num_warps=WARPS)
     return dx, dgamma, dbeta
