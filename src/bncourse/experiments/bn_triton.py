@@ -44,25 +44,36 @@ WARPS = 8
 
 
 @triton.jit
+def _tile(c, s, n0, hw0, C, HW, rows_per_slice, N, BLOCK_N: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """Offsets and mask of one tile of channel c: rows n0 .. n0 + BLOCK_N of slice s of the batch, and
+    columns hw0 .. hw0 + BLOCK_HW of the H*W contiguous elements of each (image, channel) row."""
+    first = s * rows_per_slice
+    n = first + n0 + tl.arange(0, BLOCK_N)
+    hw = hw0 + tl.arange(0, BLOCK_HW)
+    mask = (n < tl.minimum(first + rows_per_slice, N))[:, None] & (hw < HW)[None, :]
+    return (n.to(tl.int64) * C + c)[:, None] * HW + hw[None, :], mask
+
+
+@triton.jit
+def _row_block(C, HW, BLOCK: tl.constexpr):
+    """Channel, offsets and mask of this program's block of one (image, channel) row of H*W elements."""
+    row = tl.program_id(0)
+    hw = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    return row % C, row.to(tl.int64) * HW + hw, hw < HW
+
+
+@triton.jit
 def _forward_partials(x_ptr, count_ptr, mean_ptr, m2_ptr, C, HW, rows_per_slice, N, SLICES,
                       BLOCK_N: tl.constexpr, BLOCK_HW: tl.constexpr):
     c = tl.program_id(0)
     s = tl.program_id(1)
-    first = s * rows_per_slice
-    last = tl.minimum(first + rows_per_slice, N)
-    rows = tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_HW)
     count = tl.zeros((), tl.float32)
     mean = tl.zeros((), tl.float32)
     m2 = tl.zeros((), tl.float32)
     for n0 in range(0, rows_per_slice, BLOCK_N):
-        n = first + n0 + rows
-        row_ok = n < last
-        base = (n.to(tl.int64) * C + c) * HW
         for hw0 in range(0, HW, BLOCK_HW):
-            hw = hw0 + cols
-            mask = row_ok[:, None] & (hw < HW)[None, :]
-            v = tl.load(x_ptr + base[:, None] + hw[None, :], mask=mask, other=0.0).to(tl.float32)
+            offsets, mask = _tile(c, s, n0, hw0, C, HW, rows_per_slice, N, BLOCK_N, BLOCK_HW)
+            v = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             tile_count = tl.sum(tl.sum(mask.to(tl.float32), axis=1), axis=0)
             tile_mean = tl.sum(tl.sum(v, axis=1), axis=0) / tl.maximum(tile_count, 1.0)
             d = tl.where(mask, v - tile_mean, 0.0)
@@ -106,11 +117,7 @@ def _forward_finish(count_ptr, mean_ptr, m2_ptr, gamma_ptr, beta_ptr, save_mean_
 
 @triton.jit
 def _normalize(x_ptr, y_ptr, mean_ptr, scale_ptr, beta_ptr, C, HW, BLOCK: tl.constexpr):
-    row = tl.program_id(0)            # one (image, channel) row of HW contiguous elements
-    c = row % C
-    hw = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = hw < HW
-    offsets = row.to(tl.int64) * HW + hw
+    c, offsets, mask = _row_block(C, HW, BLOCK)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     y = (x - tl.load(mean_ptr + c)) * tl.load(scale_ptr + c) + tl.load(beta_ptr + c)
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -121,22 +128,13 @@ def _backward_partials(x_ptr, dy_ptr, mean_ptr, invstd_ptr, sum_dy_ptr, sum_dy_x
                        rows_per_slice, N, SLICES, BLOCK_N: tl.constexpr, BLOCK_HW: tl.constexpr):
     c = tl.program_id(0)
     s = tl.program_id(1)
-    first = s * rows_per_slice
-    last = tl.minimum(first + rows_per_slice, N)
-    rows = tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_HW)
     mean = tl.load(mean_ptr + c)
     invstd = tl.load(invstd_ptr + c)
     acc_dy = tl.zeros((BLOCK_N, BLOCK_HW), tl.float32)
     acc_dy_xhat = tl.zeros((BLOCK_N, BLOCK_HW), tl.float32)
     for n0 in range(0, rows_per_slice, BLOCK_N):
-        n = first + n0 + rows
-        row_ok = n < last
-        base = (n.to(tl.int64) * C + c) * HW
         for hw0 in range(0, HW, BLOCK_HW):
-            hw = hw0 + cols
-            mask = row_ok[:, None] & (hw < HW)[None, :]
-            offsets = base[:, None] + hw[None, :]
+            offsets, mask = _tile(c, s, n0, hw0, C, HW, rows_per_slice, N, BLOCK_N, BLOCK_HW)
             x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             acc_dy += dy
@@ -165,11 +163,7 @@ def _backward_finish(sum_dy_ptr, sum_dy_xhat_ptr, gamma_ptr, invstd_ptr, dgamma_
 
 @triton.jit
 def _backward_elementwise(x_ptr, dy_ptr, dx_ptr, mean_ptr, a_ptr, b_ptr, k_ptr, C, HW, BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    c = row % C
-    hw = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = hw < HW
-    offsets = row.to(tl.int64) * HW + hw
+    c, offsets, mask = _row_block(C, HW, BLOCK)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     dx = tl.load(a_ptr + c) * dy + tl.load(b_ptr + c) * (x - tl.load(mean_ptr + c)) + tl.load(k_ptr + c)
@@ -192,21 +186,21 @@ def _launch_shape(x):
             "block": block, "row_blocks": triton.cdiv(hw, block)}
 
 
-def _check(x, gamma):
+def _prepare(x, gamma):
+    """(N, C, H*W, launch settings) of a valid input."""
     if x.dim() != 4 or not x.is_contiguous():
         raise ValueError("the course's Triton batch norm takes a contiguous NCHW tensor")
     if gamma.dtype != torch.float32:
         raise ValueError("gamma and beta must be float32 (the statistics are kept in float32)")
+    n, c, h, w = x.shape
+    return n, c, h * w, _launch_shape(x)
 
 
 def forward(x, gamma, beta, running_mean=None, running_var=None, momentum=0.1, eps=1e-5, out=None):
     """Train-mode batch norm of a contiguous NCHW ``x``: returns ``(y, save_mean, save_invstd)`` and
     updates ``running_mean`` and ``running_var`` (float32, unbiased variance) in place when given.
     ``out``, when given, is where ``y`` is written."""
-    _check(x, gamma)
-    n, c, h, w = x.shape
-    hw = h * w
-    launch = _launch_shape(x)
+    n, c, hw, launch = _prepare(x, gamma)
     slices = launch["slices"]
     y = torch.empty_like(x) if out is None else out
     partial = torch.empty((3, c, slices), device=x.device, dtype=torch.float32)
@@ -227,12 +221,9 @@ def backward(dy, x, gamma, save_mean, save_invstd, out=None):
     """Gradients of train-mode batch norm: ``(dx, dgamma, dbeta)`` from the upstream gradient ``dy``
     (same shape and layout as ``x``) and what ``forward`` saved. ``out``, when given, is where ``dx``
     is written."""
-    _check(x, gamma)
+    n, c, hw, launch = _prepare(x, gamma)
     if not dy.is_contiguous() or dy.shape != x.shape:
         raise ValueError("dy must be a contiguous tensor of x's shape")
-    n, c, h, w = x.shape
-    hw = h * w
-    launch = _launch_shape(x)
     slices = launch["slices"]
     dx = torch.empty_like(x) if out is None else out
     partial = torch.empty((2, c, slices), device=x.device, dtype=torch.float32)
