@@ -388,7 +388,7 @@ INTERPRETED_CHECK = textwrap.dedent("""
     factory = lambda inputs: bw.TritonRunner(bn_triton, inputs)
     results, seed = {}, 0
     for dtype_name in ("float32", "bfloat16"):
-        for shape in ((3, 5, 7, 11), (2, 3, 4, 5), (70, 2, 3, 3), (2, 3, 70, 70), (1, 3, 1, 3)):
+        for shape in ((3, 5, 7, 11), (2, 3, 4, 5), (70, 2, 3, 3), (2, 3, 70, 70), (16, 3, 8, 8), (1, 3, 1, 3)):
             seed += 1
             check = bw.check_implementation(factory, shape, dtype_name, cpu, seed)
             results[f"{dtype_name} {shape}"] = check["passed"]
@@ -424,7 +424,8 @@ def test_the_triton_kernels_pass_the_check_in_triton_s_interpreter():
 def test_the_triton_kernels_compile_for_hopper():
     """Each kernel through Triton's real compiler to machine code for sm_90 (H100/H200), no GPU needed:
     the checks the interpreter does not make (types, loop-carried values); and, as the cuobjdump that
-    comes with Triton reads the machine code, no registers spilled to local memory."""
+    comes with Triton reads the machine code, no registers spilled to local memory and 16-byte loads
+    in the kernels that stream the tensor."""
     completed = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import json, os, re, subprocess, tempfile
         import triton
@@ -434,10 +435,10 @@ def test_the_triton_kernels_compile_for_hopper():
 
         report = {}
         for dtype in ("fp32", "bf16"):
-            for kernel, constants in ((bt._forward_partials, {"BLOCK_N": 4, "BLOCK_HW": 1024}),
+            for kernel, constants in ((bt._forward_partials, {"BLOCK_N": 64, "BLOCK_HW": 64}),
                                       (bt._forward_finish, {"HAS_RUNNING": True, "BLOCK_S": 8}),
                                       (bt._normalize, {"BLOCK": 4096}),
-                                      (bt._backward_partials, {"BLOCK_N": 4, "BLOCK_HW": 1024}),
+                                      (bt._backward_partials, {"BLOCK_N": 64, "BLOCK_HW": 64}),
                                       (bt._backward_finish, {"BLOCK_S": 8}),
                                       (bt._backward_elementwise, {"BLOCK": 4096})):
                 signature = {}
@@ -448,22 +449,30 @@ def test_the_triton_kernels_compile_for_hopper():
                         signature[name] = f"*{dtype}" if name in ("x_ptr", "y_ptr", "dy_ptr", "dx_ptr") else "*fp32"
                     else:
                         signature[name] = "fp32" if name in ("eps", "momentum", "count") else "i32"
-                compiled = triton.compile(ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
-                                          options={"num_warps": bt.WARPS})
+                # what Triton's launcher assumes at the GPU size: 16-byte aligned tensors, and C = 256,
+                # H*W = 3,136, N = 256 and 64 rows per slice multiples of 16 (SLICES = 4 is not)
+                divisible = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
+                             if signature[name][0] == "*" or name in ("C", "HW", "N", "rows_per_slice")}
+                compiled = triton.compile(ASTSource(kernel, signature, constants, divisible),
+                                          target=GPUTarget("cuda", 90, 32), options={"num_warps": bt.WARPS})
                 # registers and local memory (spills) as cuobjdump, shipped with Triton, reads them
                 cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
                 with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
                     cubin.write(compiled.asm["cubin"])
                     cubin.flush()
-                    usage = subprocess.run([cuobjdump, "--dump-resource-usage", cubin.name], capture_output=True,
-                                           text=True, check=True).stdout
+                    usage, sass = (subprocess.run([cuobjdump, option, cubin.name], capture_output=True, text=True,
+                                                  check=True).stdout
+                                   for option in ("--dump-resource-usage", "--dump-sass"))
                 registers, local = re.search(r"REG:(\\d+) .*LOCAL:(\\d+)", usage).groups()
-                report[f"{dtype} {kernel.__name__}"] = {"registers": int(registers), "local_bytes": int(local)}
+                report[f"{dtype} {kernel.__name__}"] = {"registers": int(registers), "local_bytes": int(local),
+                                                        "wide_loads": sass.count("LDG.E.128")}
         print(json.dumps(report))
     """)], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert len(report) == 12 and all(0 < k["registers"] <= 128 and k["local_bytes"] == 0 for k in report.values()), report
+    streaming = [key for key in report if "finish" not in key]    # the kernels that read the whole tensor
+    assert all(report[key]["wide_loads"] > 0 for key in streaming), report   # 16-byte loads
 
 
 def test_the_commit_is_taken_from_the_environment_without_git(tmp_path, monkeypatch):
