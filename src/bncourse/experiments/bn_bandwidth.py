@@ -74,11 +74,12 @@ PASSES = ("forward", "backward")
 # Sizes: "tiny" is the test suite's (seconds), "cpu" the committed CPU run (a minute or two on 2 cores),
 # "gpu" the recorded GPU run (256 x 256 x 56 x 56: 205 million elements, 822 MB in float32, far more
 # than an H100's or H200's 50-60 MB of L2 cache). The cpu tensor, 103 MB in float32 and 51 MB in
-# bfloat16, is several times what this project's 2-core machine keeps in cache: there a copy runs at
-# about 57 GB/s up to 16 MB and at 13-17 GB/s from 64 MB on (measured; its L3 is reported as 480 MiB,
-# but that is the host's, shared by all of its cores); ``cache_resident_copy`` records the contrast in
-# each run. ``check_shapes`` are further, awkward shapes (odd sizes, a spatial size that is no
-# multiple of a tile) on which each implementation is checked besides the timed shape.
+# bfloat16, is as large as this project's 2-core machine (24 GB, shared) allows for a run of seconds;
+# its L3 is reported as 480 MiB, but that is the host's, shared by all of its cores, and copies slow
+# down from a few tens of MB on. Each run records the copy of a small buffer (``cache_resident_copy``)
+# beside the copy of a buffer of the tensor's size (``copy_bandwidth``): their ratio says how far the
+# tensor is from staying in cache. ``check_shapes`` are further, awkward shapes (odd sizes, a spatial
+# size that is no multiple of a tile) on which each implementation is checked besides the timed shape.
 SIZES = {
     "tiny": {"shape": [4, 3, 5, 7], "check_shapes": [[3, 2, 3, 5]], "dtypes": ["float32", "bfloat16"],
              "repeats": 3, "warmup": 1, "inner": 1, "compile": False, "cache_copy_bytes": 2 ** 16},
