@@ -392,6 +392,10 @@ INTERPRETED_CHECK = textwrap.dedent("""
             seed += 1
             check = bw.check_implementation(factory, shape, dtype_name, cpu, seed)
             results[f"{dtype_name} {shape}"] = check["passed"]
+    # the timing path of the GPU run, once
+    runner = factory(bw.make_inputs((2, 3, 8, 8), torch.float32, cpu, 97))
+    timed = bw.time_runner(runner, cpu, {"repeats": 1, "warmup": 0, "inner": 2})
+    assert set(timed) == {"forward", "backward"} and timed["backward"]["median_ms"] > 0
     # wrong launches of the same kernels: the last slice of each channel's rows left out of the
     # reductions, and the last block of every row (70 x 70 = 4,900 elements: 4,096 + 804) never written
     real = bn_triton._launch_shape
