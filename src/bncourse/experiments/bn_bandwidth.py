@@ -186,12 +186,12 @@ class _ErrorTally:
         self.count += out.numel()
 
     def result(self, tolerance) -> dict:
+        """The errors, None where an element was not finite (JSON has no infinity), and the verdict."""
         normwise = math.sqrt(self.squared_error / self.squared_ref) if self.squared_ref else math.inf
-        if self.nonfinite:
-            normwise = math.inf
         passed = self.nonfinite == 0 and normwise <= tolerance["normwise"] and self.worst <= tolerance["elementwise"]
-        return {"normwise": normwise, "elementwise": self.worst, "worst_index": self.worst_index,
-                "nonfinite": self.nonfinite, "elements": self.count, "passed": passed}
+        finite = self.nonfinite == 0 and math.isfinite(normwise)
+        return {"normwise": normwise if finite else None, "elementwise": self.worst if finite else None,
+                "worst_index": self.worst_index, "nonfinite": self.nonfinite, "elements": self.count, "passed": passed}
 
 
 def reference_errors(inputs, outputs, dtype_name, running=None, chunk_elements=2 ** 22) -> dict:
@@ -627,7 +627,7 @@ def write(result: dict, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bn_bandwidth_{result['size']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return path
 
 
