@@ -45,6 +45,7 @@ import importlib.metadata
 import importlib.util
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -479,6 +480,13 @@ def _triton_version():
         return None
 
 
+def _load_average():
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def time_runner(runner, device, cfg) -> dict:
     inner = cfg["inner"]
     result = {}
@@ -500,7 +508,7 @@ def run_all(size: str, device, show_progress=True, notes="") -> dict:
     cfg = SIZES[size]
     recorded_environment = {**environment(device), "triton": _triton_version(),
                             "device_properties": device_properties(device)}
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), _load_average()
     shape = cfg["shape"]
     copy_bytes = math.prod(shape) * 4                   # as large as the float32 tensor
     bar = progress_bar(2 + len(cfg["dtypes"]) * len(IMPLEMENTATIONS), show_progress)
@@ -554,6 +562,9 @@ def run_all(size: str, device, show_progress=True, notes="") -> dict:
             "config": cfg, "eps": EPS, "momentum": MOMENTUM, "tolerances": TOLERANCES,
             "statistics_dtype": str(STATISTICS_DTYPE).removeprefix("torch."),
             "notes": notes, "seconds": round(time.perf_counter() - started, 1),
+            "load_average": {"start": load_at_start, "end": _load_average(),
+                             "what": "the host's 1, 5 and 15-minute load averages (runnable processes), "
+                                     "at the start and at the end of the run"},
             "copy_bandwidth": copy, "cache_resident_copy": small_copy,
             "statistics_dtypes": dtypes_record, "runs": runs}
 
@@ -578,6 +589,7 @@ def validate(result: dict) -> None:
         need(env.get("cuda") and env.get("cudnn"), "a CUDA run must record its CUDA and cuDNN versions")
     need(isinstance(result.get("command"), str) and "bncourse.experiments.bn_bandwidth" in result["command"],
          "command is missing")
+    need({"start", "end"} <= set(result.get("load_average", {})), "load_average is missing")
     config = result.get("config")
     need(isinstance(config, dict) and len(config.get("shape", [])) == 4 and config.get("dtypes"), "config is missing")
     for key in ("copy_bandwidth", "cache_resident_copy"):
