@@ -192,3 +192,16 @@ def test_chapter_4_shows_a_recorded_gpu_run_beside_the_cpu_run(tiny_result, tmp_
     assert "gpu run, the paper's measure: no BN setting reached" in out
     assert "gpu run, torch.compile was not available: made up by the test" in out
     assert out.index("gpu run") < out.index("cpu run")   # the recorded GPU run first
+
+
+def test_planned_work_counts_the_steps_of_a_size():
+    """What the GPU size was estimated from, against a hand count of the tiny size."""
+    assert bn_training.TRAINING_SET_SIZE == len(bn_training.load_data(torch.device("cpu"))["y_train"])
+    work = bn_training.planned_work("tiny")
+    # paper_mnist: with and without BN, 1 seed, 60 steps, evaluated at steps 20, 40, 60
+    assert work["paper_mnist"] == {"runs": 2, "steps": 120, "evaluations": 6}
+    # learning_rate: 2 x 2 multipliers x 1 seed, 40 steps each, evaluated at 20 and 40
+    assert work["learning_rate"] == {"runs": 4, "steps": 160, "evaluations": 8}
+    # batch_size: one epoch of 1,437 images at batch 4 (359 steps) and 32 (44 steps), with and without BN
+    assert work["batch_size"] == {"runs": 4, "steps": 2 * (359 + 44), "evaluations": 4}
+    assert work["init_scale"] == {"runs": 8, "steps": 8 * 30, "evaluations": 8}

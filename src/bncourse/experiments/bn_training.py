@@ -31,13 +31,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import gzip
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,12 +43,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bncourse.experiments.common import RESULTS_DIR, environment, median_ms, progress_bar
+
 SCHEMA_VERSION = 1
 EXPERIMENTS = ("paper_mnist", "learning_rate", "init_scale", "batch_size", "eval_mode", "timing")
-REPO = Path(__file__).resolve().parents[3]
-# Where the chapter reads result files from; BNCOURSE_RESULTS_DIR points it elsewhere (the tests render
-# the chapter's code on made-up CPU and GPU files that way).
-RESULTS_DIR = Path(os.environ.get("BNCOURSE_RESULTS_DIR", REPO / "chapters" / "results"))
 
 # What Ioffe & Szegedy (2015) report, shown beside our numbers in Chapter 4. These are the paper's
 # figures, not measurements of ours: Section 4.1 (the MNIST network) and Section 4.2 with Figure 3
@@ -92,21 +86,63 @@ SIZES = {
         "timing": {"repeats": 30, "warmup": 5, "cnn_batch": 64, "cnn_width": 32, "image": 32,
                    "bn_shape": [64, 32, 32, 32], "compile": True},
     },
-    "gpu": {   # sized to finish in about 6 minutes on one H100/H200 (estimated from the CPU run; not yet measured)
-        "paper_mnist": {"steps": 6000, "eval_every": 200, "batch_size": 60, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
-        "learning_rate": {"depth": 8, "width": 100, "steps": 2500, "eval_every": 10, "batch_size": 60,
+    # The GPU run, sized to leave time for bn_bandwidth's GPU run within 8 minutes on one H100/H200
+    # (benchmarks/gpu_run.sh runs both). Not yet measured on a GPU; the estimate, made on the 2-core CPU:
+    # the small MLPs are launch-bound on a GPU, so a step costs what the host spends dispatching its
+    # ops. Measured here with the same code at width 4 and batch 4 (compute negligible, one thread):
+    # 0.65 ms per step for the 8-layer network with BN (136 torch ops per step), 0.40 ms without (91),
+    # 0.34 and 0.23 ms for the 3-layer one (63 and 46 ops); one evaluation (training and test set)
+    # 0.78 ms. Assuming that a GPU step costs at most twice that (a kernel launch per op on top of the
+    # same dispatch), 1.05 ms per 8-layer step, 0.57 ms per 3-layer step and 1 ms per evaluation,
+    # planned_work("gpu") counts: paper_mnist 30,000 steps (3 layers) and 300 evaluations, 18 s;
+    # learning_rate 90,000 steps (8 layers) and 9,000 evaluations, 104 s; init_scale 60,000 steps
+    # (8 layers), 63 s; batch_size 68,688 steps (3 layers), 39 s; eval_mode 7,500 steps, 5 s; timing,
+    # mostly torch.compile's compilation, at most 45 s: about 4.6 minutes at most, half that if a GPU
+    # step costs no more than the dispatch does here. The settings are the cpu run's, with more seeds.
+    "gpu": {
+        "paper_mnist": {"steps": 3000, "eval_every": 100, "batch_size": 60, "seeds": [0, 1, 2, 3, 4], "lr": 0.5},
+        "learning_rate": {"depth": 8, "width": 100, "steps": 1500, "eval_every": 10, "batch_size": 60,
                           "seeds": [0, 1, 2, 3, 4], "base_lr": 0.01, "multipliers": [1, 2, 5, 10, 20, 30],
                           "target_accuracy": 0.9},
-        "init_scale": {"depth": 8, "width": 100, "steps": 1000, "batch_size": 60, "seeds": [0, 1],
-                       "lrs": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "scales": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
-        "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 10, "lr_per_32": 0.1,
-                       "seeds": [0, 1, 2, 3, 4]},
-        "eval_mode": {"steps": 4000, "batch_size": 64, "lr": 0.1, "test_batch_sizes": [2, 4, 16, 64],
+        "init_scale": {"depth": 8, "width": 100, "steps": 600, "batch_size": 60, "seeds": [0, 1],
+                       "lrs": [0.003, 0.01, 0.03, 0.1, 0.3], "scales": [0.1, 0.3, 1.0, 3.0, 10.0]},
+        "batch_size": {"sizes": [2, 4, 8, 16, 32, 64, 128, 256], "epochs": 8, "lr_per_32": 0.1, "seeds": [0, 1, 2]},
+        "eval_mode": {"steps": 1500, "batch_size": 64, "lr": 0.1, "test_batch_sizes": [2, 4, 16, 64],
                       "seeds": [0, 1, 2, 3, 4]},
         "timing": {"repeats": 100, "warmup": 20, "cnn_batch": 256, "cnn_width": 64, "image": 32,
                    "bn_shape": [256, 64, 56, 56], "compile": True},
     },
 }
+
+TRAINING_SET_SIZE = 1437    # scikit-learn's digits: 80% of 1,797 images (load_data)
+
+
+def planned_work(size, n_train=TRAINING_SET_SIZE) -> dict:
+    """Training runs, SGD steps and evaluations (the training and the test set, once each) that a size's
+    experiments do, from its settings alone (the timing experiment aside): what the GPU size is
+    estimated from."""
+    config = SIZES[size]
+
+    def evaluations(steps, every):
+        return steps // every + (steps % every != 0)
+
+    work = {}
+    for name in ("paper_mnist", "learning_rate"):
+        cfg = config[name]
+        runs = 2 * len(cfg["seeds"]) * len(cfg.get("multipliers", [1]))
+        work[name] = {"runs": runs, "steps": runs * cfg["steps"],
+                      "evaluations": runs * evaluations(cfg["steps"], cfg["eval_every"])}
+    cfg = config["init_scale"]
+    runs = 2 * len(cfg["lrs"]) * len(cfg["scales"]) * len(cfg["seeds"])
+    work["init_scale"] = {"runs": runs, "steps": runs * cfg["steps"], "evaluations": runs}
+    cfg = config["batch_size"]
+    runs = 2 * len(cfg["sizes"]) * len(cfg["seeds"])
+    steps = 2 * len(cfg["seeds"]) * sum(max(1, cfg["epochs"] * n_train // b) for b in cfg["sizes"])
+    work["batch_size"] = {"runs": runs, "steps": steps, "evaluations": runs}
+    cfg = config["eval_mode"]
+    work["eval_mode"] = {"runs": len(cfg["seeds"]), "steps": len(cfg["seeds"]) * cfg["steps"],
+                         "evaluations": len(cfg["seeds"])}
+    return work
 
 
 
@@ -417,34 +453,6 @@ def run_eval_mode(data, cfg, progress):
 # Timing
 # ---------------------------------------------------------------------------------------------
 
-def _timer(device):
-    """Milliseconds of a callable: CUDA events on a GPU, perf_counter (after a synchronize) otherwise."""
-    if device.type == "cuda":
-        def measure(function):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            function()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end)
-    else:
-        def measure(function):
-            started = time.perf_counter()
-            function()
-            return 1000 * (time.perf_counter() - started)
-    return measure
-
-
-def _median_ms(function, device, repeats, warmup):
-    measure = _timer(device)
-    for _ in range(warmup):
-        function()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = [measure(function) for _ in range(repeats)]
-    return {"median_ms": float(np.median(times)), "min_ms": float(np.min(times)), "repeats": repeats}
-
-
 def handwritten_batchnorm(x, gamma, beta, eps=1e-5):
     """The course's batch norm (Chapters 2-3) for (N, C, H, W), in composite torch ops; autograd differentiates it."""
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
@@ -492,7 +500,7 @@ def run_timing(device, cfg, progress):
             F.cross_entropy(model(images), targets).backward()
             optimizer.step()
 
-        timing = _median_ms(step, device, repeats, warmup)
+        timing = median_ms(step, device, repeats, warmup)
         throughput["with BN" if batch_norm else "without BN"] = {**timing,
                                                                  "samples_per_s": cfg["cnn_batch"] / timing["median_ms"] * 1000}
         progress()
@@ -524,8 +532,8 @@ def run_timing(device, cfg, progress):
         def forward_backward(forward=forward):
             forward(x).backward(upstream)
 
-        layer_cost[name] = {"forward": _median_ms(forward_only, device, repeats, warmup),
-                            "forward_backward": _median_ms(forward_backward, device, repeats, warmup)}
+        layer_cost[name] = {"forward": median_ms(forward_only, device, repeats, warmup),
+                            "forward_backward": median_ms(forward_backward, device, repeats, warmup)}
         progress()
     result["bn_layer_cost"] = {"shape": shape, "variants": layer_cost, "compile_error": compile_error}
 
@@ -548,7 +556,7 @@ def run_timing(device, cfg, progress):
         def run(model=model):
             with torch.no_grad():
                 model(inputs)
-        inference[name] = _median_ms(run, device, repeats, warmup)
+        inference[name] = median_ms(run, device, repeats, warmup)
         progress()
     result["folding"] = {"shape": shape, "max_abs_difference": difference, "runs": inference}
     return result
@@ -557,32 +565,6 @@ def run_timing(device, cfg, progress):
 # ---------------------------------------------------------------------------------------------
 # Running everything, and the file it writes
 # ---------------------------------------------------------------------------------------------
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit + ("+uncommitted changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def environment(device) -> dict:
-    cuda = device.type == "cuda"
-    return {
-        "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
-        "device_type": device.type,
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-    }
-
 
 def run_all(size: str, device, mnist_dir=None, only=None, show_progress=True) -> dict:
     config = SIZES[size]
@@ -595,9 +577,7 @@ def run_all(size: str, device, mnist_dir=None, only=None, show_progress=True) ->
               * len(config["init_scale"]["seeds"]),
               "batch_size": 2 * len(config["batch_size"]["sizes"]) * len(config["batch_size"]["seeds"]),
               "eval_mode": len(config["eval_mode"]["seeds"]), "timing": 7}
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=sum(counts[name] for name in chosen), disable=not show_progress, unit="run")
+    bar = progress_bar(sum(counts[name] for name in chosen), show_progress)
     experiments, seconds = {}, {}
     for name in chosen:
         bar.set_description(name)
