@@ -35,3 +35,4 @@ from .ex05_layernorm import (NORMALIZATION_NAMES, check_batch_independent_normal
                         check_rmsnorm_forward)
 from .ex04_training_with_bn import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
                        check_training_loop)
+from .ex06_why_bn_works import check_effective_lr, check_gradient_change, check_loss_landscape, check_tuned_rate_factor
