@@ -340,7 +340,9 @@ def mlp_loss_and_gradients(net, x, y, mode="train"):
 
 
 def _cosine(a, b):
-    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+    """The cosine between two arrays; NaN when one of them is zero."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def layer_gradients_before_and_after(net, x, y, layer, lr, moved=None, second_batch=None):

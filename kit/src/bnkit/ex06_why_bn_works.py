@@ -7,7 +7,8 @@ network from a dict of arrays, call the student's function on it and return a di
 Each ``verify_*`` function calls a wrapper on the given cases and compares what comes back with the
 stored expected results, and with the results of known mistakes; the notebook's ``check_*`` functions
 run them on the cases stored in the kit. The question's visible check compares the answer with the
-student's own run only: the kit holds no answer.
+student's own run and with the reference run's factor, stored as data: an answer passes only when it
+agrees with both, so the stored factor is of no use without a run that gives it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ def _untouched(subject: str, out: dict, case: dict) -> None:
               "leave the model in train mode: the measurement is of the loss SGD sees, in train mode.")
 
 
+def _verify_measurement(wrapper, wrapper_name: str, case: dict, subject: str, outputs: dict, hint: str) -> None:
+    """Call the given wrapper on a copy of the case's inputs and compare each of the student's ``outputs``
+    (``{key: expected shape}``) with ``case[key]``, naming the mistakes of ``case[key + "_mistakes"]``; then,
+    when the case holds the model's parameters, check that the call left them and the mode alone."""
+    out = _given_entries(wrapper(**copy.deepcopy(case["inputs"])), subject, wrapper_name,
+                         WRAPPER_ENTRIES if "parameters" in case else ("result",))
+    example = "{" + ", ".join(f'"{key}": ...' for key in outputs) + "}"
+    result = _result(out["result"], subject, tuple(outputs), example)
+    for key, shape in outputs.items():
+        got = _as_array(result[key], subject, f'"{key}"')
+        if got.shape != shape:
+            what = "one number" if shape == () else f"one number per step size ({shape[0]})"
+            _fail(subject, f'"{key}" should be {what}, but it has shape {got.shape}.',
+                  "return Python floats (.item()), or a list of them.")
+        _compare(subject, f'"{key}"', got, case[key], case[f"{key}_mistakes"], hint=hint)
+    if "parameters" in case:
+        _untouched(subject, out, case)
+
+
 # ---------------------------------------------------------------------------------------------
 # Part 1: the gradient-change measure
 # ---------------------------------------------------------------------------------------------
@@ -82,15 +102,11 @@ def verify_gradient_change(gradient_change_outputs, cases):
         inputs = case["inputs"]
         subject = (f"gradient_change for linear layer {inputs['layer']} of {_network_words(inputs['net'])} "
                    f"(lr={inputs['lr']}, batch_size={inputs['batch_size']}, seed={inputs['seed']})")
-        out = _given_entries(gradient_change_outputs(**copy.deepcopy(inputs)), subject, "gradient_change_outputs",
-                             WRAPPER_ENTRIES)
-        result = _result(out["result"], subject, ("l2", "cosine"), '{"l2": ..., "cosine": ...}')
-        got = np.array([_number(result["l2"], subject, '"l2"'), _number(result["cosine"], subject, '"cosine"')])
-        _compare(subject, "[l2, cosine]", got, case["expected"], case["mistakes"],
-                 hint="draw the batch once; G is the layer's weight gradient there; step every parameter of the "
-                      "modules before that layer by -lr * its gradient; G' is the same weight's gradient on the same "
-                      "batch; l2 = |G - G'|, cosine = <G, G'> / (|G| |G'|).")
-        _untouched(subject, out, case)
+        _verify_measurement(gradient_change_outputs, "gradient_change_outputs", case, subject,
+                            {"l2": (), "cosine": ()},
+                            "draw the batch once; G is the layer's weight gradient there; step every parameter of "
+                            "the modules before that layer by -lr * its gradient; G' is the same weight's gradient "
+                            "on the same batch; l2 = |G - G'|, cosine = <G, G'> / (|G| |G'|).")
     _passed("gradient_change measures how much a layer's gradient changes when the layers below it step, and "
             "leaves the model as it found it.")
 
@@ -106,22 +122,13 @@ def verify_loss_landscape(loss_landscape_outputs, cases):
     for case in cases:
         inputs = case["inputs"]
         steps = list(inputs["step_sizes"])
-        subject = f"loss_landscape for {_network_words(inputs['net'])}, {len(inputs['y'])} examples, step sizes {steps}"
-        out = _given_entries(loss_landscape_outputs(**copy.deepcopy(inputs)), subject, "loss_landscape_outputs",
-                             WRAPPER_ENTRIES)
-        result = _result(out["result"], subject, ("losses", "gradient_changes"),
-                         '{"losses": losses, "gradient_changes": changes}')
-        for name, expected, mistakes in (("losses", case["losses"], case["loss_mistakes"]),
-                                         ("gradient_changes", case["changes"], case["change_mistakes"])):
-            got = _as_array(result[name], subject, f'"{name}"')
-            if got.shape != (len(steps),):
-                _fail(subject, f'"{name}" should hold one number per step size ({len(steps)}), but has shape '
-                               f"{got.shape}.", "append one Python float per step size, in the order given.")
-            _compare(subject, f'"{name}"', got, expected, mistakes,
-                     hint="g is the gradient of every parameter at w, in train mode; for each step size eta, move "
-                          "every parameter to p - eta * g_p (from w each time), take the loss and the whole "
-                          "gradient there, and put w back.")
-        _untouched(subject, out, case)
+        subject = (f"loss_landscape for {_network_words(inputs['net'])}, {len(inputs['y'])} examples, "
+                   f"step sizes {steps}")
+        _verify_measurement(loss_landscape_outputs, "loss_landscape_outputs", case, subject,
+                            {"losses": (len(steps),), "gradient_changes": (len(steps),)},
+                            "g is the gradient of every parameter at w, in train mode; for each step size eta, "
+                            "move every parameter to p - eta * g_p (from w each time), take the loss and the whole "
+                            "gradient there, and put w back.")
     _passed("loss_landscape gives the loss along the gradient and how much the gradient changes, from the same "
             "point for every step size, and leaves the model as it found it.")
 
@@ -136,18 +143,13 @@ def verify_effective_lr(effective_lr_outputs, cases):
     reference."""
     for case in cases:
         inputs = case["inputs"]
-        subject = (f"effective_learning_rate for linear layer {inputs['layer']} of {_network_words(inputs['net'])} "
-                   f"(lr={inputs['lr']})")
-        out = _given_entries(effective_lr_outputs(**copy.deepcopy(inputs)), subject, "effective_lr_outputs",
-                             ("result",))
-        result = _result(out["result"], subject, ("effective_lr", "cosine"),
-                         '{"effective_lr": ..., "cosine": ...}')
-        _compare(subject, '"effective_lr"', _number(result["effective_lr"], subject, '"effective_lr"'),
-                 case["effective_lr"], case["lr_mistakes"], hint="lr / |W|^2, with |W| the norm of the whole weight "
-                                                                 "matrix of linear layer `layer` (counted from 0).")
-        _compare(subject, '"cosine"', _number(result["cosine"], subject, '"cosine"'), case["cosine"],
-                 case["cosine_mistakes"], hint="the gradient of the cross-entropy on (x, y) with respect to W, in "
-                                               "train mode; cosine = (W * g).sum() / (|W| |g|).")
+        subject = (f"effective_learning_rate for linear layer {inputs['layer']} of "
+                   f"{_network_words(inputs['net'])} (lr={inputs['lr']})")
+        _verify_measurement(effective_lr_outputs, "effective_lr_outputs", case, subject,
+                            {"effective_lr": (), "cosine": ()},
+                            "effective_lr = lr / |W|^2, with |W| the norm of the whole weight matrix of linear "
+                            "layer `layer` (counted from 0); cosine = (W * g).sum() / (|W| |g|), with g the "
+                            "gradient of the cross-entropy on (x, y) with respect to W, in train mode.")
     _passed("effective_learning_rate gives lr / |W|^2, and W's gradient is orthogonal to W (up to batch norm's eps).")
 
 
@@ -157,8 +159,8 @@ def verify_effective_lr(effective_lr_outputs, cases):
 
 def verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, case):
     """The answer against the student's own run (``rate_tuning_run``, a given wrapper that trains the
-    question's network and calls their ``effective_learning_rate``), within ``case["rtol"]``; and, when the
-    case holds the reference's answer (hidden tests and the grader), against it."""
+    question's network and calls their ``effective_learning_rate``) and against the reference run's factor
+    (``case["expected"]``), both within ``case["rtol"]``."""
     subject = "tuned_rate_factor()"
     rtol = case["rtol"]
     answer = tuned_rate_factor()
@@ -180,16 +182,14 @@ def verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, case):
                        f"lr = {case['small_lr']} and {large:.4g} at lr = {case['large_lr']}.",
               f"the answer is the second divided by the first, to at least three significant digits (accepted "
               f"within {rtol:.0%}).")
-    if "expected" in case:
-        if not np.isclose(answer, case["expected"], rtol=rtol, atol=0):
-            known = next((m.explanation for m in case["mistakes"]
-                          if np.isclose(answer, m.expected_if_made, rtol=rtol, atol=0)), None)
-            _fail(subject, f"your answer {answer:.4g} agrees with your run but not with the reference run "
-                           f"(accepted within {rtol:.0%})." + (f" It matches a known mistake: {known}" if known else ""),
-                  None if known else "check effective_learning_rate (Part 3) on a network of your own: its result "
-                                     "should not change when W is multiplied by 2 and lr by 4.")
-    _passed(f"tuned_rate_factor() = {answer:.4g} agrees with your run"
-            + (" and with the reference run." if "expected" in case else "."))
+    if not np.isclose(answer, case["expected"], rtol=rtol, atol=0):
+        known = next((m.explanation for m in case["mistakes"]
+                      if np.isclose(answer, m.expected_if_made, rtol=rtol, atol=0)), None)
+        _fail(subject, f"your answer {answer:.4g} agrees with your run but not with the reference run "
+                       f"(accepted within {rtol:.0%})." + (f" It matches a known mistake: {known}" if known else ""),
+              None if known else "check effective_learning_rate (Part 3) on a network of your own: its result "
+                                 "should not change when W is multiplied by 2 and lr by 4.")
+    _passed(f"tuned_rate_factor() = {answer:.4g} agrees with your run and with the reference run.")
 
 
 check_gradient_change = stored_check(EXERCISE, verify_gradient_change)

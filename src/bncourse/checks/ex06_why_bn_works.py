@@ -15,6 +15,9 @@ of known mistakes. The mini-batch of Part 1 and the question's mini-batches are 
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 from bnkit import ex06_why_bn_works as kit
 
@@ -76,14 +79,48 @@ def sampled_batches(n, batch_size, seed, count):
 
 
 def _distinct(expected, mistakes, atol=1e-6):
-    """The mistakes whose result differs from the expected one (and from every earlier mistake's)."""
+    """The mistakes whose result is defined (finite) and differs from the expected one (and from every
+    earlier mistake's)."""
     kept, seen = [], [np.asarray(expected, dtype=float)]
     for mistake in mistakes:
         value = np.asarray(mistake.expected_if_made, dtype=float)
-        if all(value.shape != other.shape or not np.allclose(value, other, rtol=1e-6, atol=atol) for other in seen):
+        if np.isfinite(value).all() and all(value.shape != other.shape or not np.allclose(value, other, rtol=1e-6, atol=atol) for other in seen):
             kept.append(mistake)
             seen.append(value)
     return kept
+
+
+def _outputs(expected: dict, mistakes) -> dict:
+    """The case entries the kit compares: each output's expected value under its name, and under
+    ``<name>_mistakes`` what each known mistake gives for it (``mistakes``: pairs of one value per output, in
+    ``expected``'s order, and the explanation), where that differs from the expected value. Scalars are
+    Python floats (the kit's fixtures store arrays with at least one dimension)."""
+    def plain(value):
+        return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+
+    entries = {name: plain(value) for name, value in expected.items()}
+    for position, (name, value) in enumerate(expected.items()):
+        entries[f"{name}_mistakes"] = _distinct(value, [Mistake(plain(values[position]), explanation)
+                                                        for values, explanation in mistakes],
+                                                atol=1e-9 if name == "cosine" else 1e-6)
+    return entries
+
+
+def _usable(build, rng, *parameters):
+    """``build(rng, *parameters)``, drawn again until it returns a case (``None`` means: a draw in which the
+    measurement is undefined or a known mistake gives the right answer, such as a layer whose units are all
+    dead for the batch)."""
+    for _ in range(100):
+        case = build(rng, *parameters)
+        if case is not None:
+            return case
+    raise RuntimeError(f"{build.__name__}{parameters}: no usable draw in 100 tries")
+
+
+def _told_apart(expected, mistakes, atol=1e-6) -> bool:
+    """Whether every mistake's values differ from the expected ones somewhere."""
+    return all(not np.allclose(np.asarray(values, dtype=float), np.asarray(expected, dtype=float), rtol=1e-6,
+                                atol=atol) for values, _ in mistakes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,47 +132,52 @@ def gradient_change_cases(cases=(((6, 7, 5, 5, 3), True, 2, 0.3, 12, 40), ((5, 6
     """Networks (``(sizes, batch_norm, layer, lr, batch_size, n_train)``) and training sets; the
     expected ``[l2, cosine]`` of the specified measure, and what each known mistake gives."""
     rng = np.random.default_rng(seed)
-    built = []
-    for sizes, batch_norm, layer, lr, batch_size, n_train in cases:
-        net = network(rng, sizes, batch_norm)
-        x_train, y_train = classes(rng, n_train, sizes[0], sizes[-1])
-        batch_seed = int(rng.integers(2**31))
-        first, second = sampled_batches(n_train, batch_size, batch_seed, 2)
-        x, y = x_train[first], y_train[first]
-        layout = reference.mlp_layout(net)
-        below = [i for i, (owner, _) in enumerate(layout) if owner < layer]
-        itself = below + [i for i, (owner, role) in enumerate(layout) if owner == layer and role in ("weight", "bias")]
-        above = [i for i in range(len(layout)) if i not in itself]
-        before, after = reference.layer_gradients_before_and_after(net, x, y, layer, lr)
-        l2, cosine = reference.gradient_change(net, x, y, layer, lr)
+    return [_usable(_gradient_change_case, rng, *case) for case in cases]
 
-        def variant(explanation, **mistake):
-            return Mistake(np.array(reference.gradient_change(net, x, y, layer, lr, **mistake)), explanation)
 
-        accumulated = before + after
-        mistakes = [
-            variant("the second gradient was taken on another mini-batch (a second torch.randint draw from the "
-                    "generator). Both gradients must be taken on the same batch: draw it once, at the start.",
-                    second_batch=(x_train[second], y_train[second])),
-            variant(f"layer {layer} itself took the SGD step too. Only the parameters of the modules before linear "
-                    f"layer {layer} move (model[:position of that layer]); its own weight stays.",
-                    moved=itself),
-            variant("every layer took the SGD step (optimizer.step() on all parameters?). Only the parameters of the "
-                    f"modules before linear layer {layer} move.", moved=list(range(len(layout)))),
-            variant(f"the modules after linear layer {layer} took the step instead of those before it.",
-                    moved=above),
-            Mistake(np.array([cosine, l2]), "l2 and cosine are swapped."),
-            Mistake(np.array([np.linalg.norm(after), reference._cosine(before, accumulated)]),
-                    "the gradients were not reset before the second backward pass, so the second gradient "
-                    "is G + G'. Call model.zero_grad() before each backward pass."),
-            Mistake(np.array([l2 / np.linalg.norm(before), cosine]), "l2 was divided by |G|: return the plain "
-                                                                        "norm of the difference, |G - G'|."),
-        ]
-        built.append({"inputs": {"net": net, "x_train": x_train, "y_train": y_train, "layer": layer, "lr": lr,
-                                 "batch_size": batch_size, "seed": batch_seed},
-                      "expected": np.array([l2, cosine]), "mistakes": _distinct([l2, cosine], mistakes),
-                      "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)})
-    return built
+def _gradient_change_case(rng, sizes, batch_norm, layer, lr, batch_size, n_train):
+    net = network(rng, sizes, batch_norm)
+    x_train, y_train = classes(rng, n_train, sizes[0], sizes[-1])
+    batch_seed = int(rng.integers(2**31))
+    first, second = sampled_batches(n_train, batch_size, batch_seed, 2)
+    x, y = x_train[first], y_train[first]
+    layout = reference.mlp_layout(net)
+    below = [i for i, (owner, _) in enumerate(layout) if owner < layer]
+    itself = below + [i for i, (owner, role) in enumerate(layout) if owner == layer and role in ("weight", "bias")]
+    above = [i for i in range(len(layout)) if i not in itself]
+    before, after = reference.layer_gradients_before_and_after(net, x, y, layer, lr)
+    if min(np.linalg.norm(before), np.linalg.norm(after)) < 1e-6:
+        return None
+    l2, cosine = reference.gradient_change(net, x, y, layer, lr)
+
+    def variant(explanation, **mistake):
+        return reference.gradient_change(net, x, y, layer, lr, **mistake), explanation
+
+    accumulated = before + after
+    mistakes = [
+        variant("the second gradient was taken on another mini-batch (a second torch.randint draw from the "
+                "generator). Both gradients must be taken on the same batch: draw it once, at the start.",
+                second_batch=(x_train[second], y_train[second])),
+        variant(f"layer {layer} itself took the SGD step too. Only the parameters of the modules before linear "
+                f"layer {layer} move (model[:position of that layer]); its own weight stays.",
+                moved=itself),
+        variant("every layer took the SGD step (optimizer.step() on all parameters?). Only the parameters of the "
+                f"modules before linear layer {layer} move.", moved=list(range(len(layout)))),
+        variant(f"the modules after linear layer {layer} took the step instead of those before it.",
+                moved=above),
+        ((cosine, l2), "l2 and cosine are swapped."),
+        ((float(np.linalg.norm(after)), reference._cosine(before, accumulated)),
+         "the gradients were not reset before the second backward pass, so the second gradient is G + G'. "
+         "Call model.zero_grad() before each backward pass."),
+        ((l2 / float(np.linalg.norm(before)), cosine), "l2 was divided by |G|: return the plain norm of the "
+                                                        "difference, |G - G'|."),
+    ]
+    if not _told_apart((l2, cosine), mistakes):
+        return None
+    return {"inputs": {"net": net, "x_train": x_train, "y_train": y_train, "layer": layer, "lr": lr,
+                       "batch_size": batch_size, "seed": batch_seed},
+            **_outputs({"l2": l2, "cosine": cosine}, mistakes),
+            "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,37 +189,36 @@ def loss_landscape_cases(cases=(((5, 6, 6, 3), True, 16, (0.05, 0.2, 0.5, 1.0)),
     """Networks (``(sizes, batch_norm, n, step_sizes)``) and batches; the expected losses and gradient
     changes along the gradient, and what known mistakes give for each."""
     rng = np.random.default_rng(seed)
-    built = []
-    for sizes, batch_norm, n, step_sizes in cases:
-        net = network(rng, sizes, batch_norm)
-        x, y = classes(rng, n, sizes[0], sizes[-1])
-        steps = np.array(step_sizes, dtype=float)
-        losses, changes = reference.loss_along_gradient(net, x, y, steps)
-        weights = [i for i, (_, role) in enumerate(reference.mlp_layout(net)) if role == "weight"]
-        variants = [
-            ("the parameters moved uphill, to w + eta * g. A step along the gradient goes downhill: "
-             "p -= eta * g.", dict(sign=-1.0)),
-            ("the parameters were not put back between step sizes, so the steps added up. Restore w before "
-             "each step size: every point is w - eta * g from the same w.", dict(cumulative=True)),
-            ("the losses were computed in eval mode (running statistics) but the gradients in train mode. "
-             "Everything is measured in train mode, as SGD sees it.", dict(loss_mode="eval")),
-            ("everything was computed in eval mode (running statistics). The measurements are of the loss SGD "
-             "sees, in train mode: leave the model in train mode.", dict(loss_mode="eval", gradient_mode="eval")),
-            ("that is the difference of the norms, | |g(w)| - |g(w - eta g)| |; the change is the norm of the "
-             "difference, |g(w) - g(w - eta g)|.", dict(change="norms")),
-            ("only the linear layers' weights were counted in the gradient change; count every parameter "
-             "(biases, batch norm's gamma and beta too).", dict(parameters=weights)),
-        ]
-        loss_mistakes, change_mistakes = [], []
-        for explanation, mistake in variants:
-            wrong_losses, wrong_changes = reference.loss_along_gradient(net, x, y, steps, **mistake)
-            loss_mistakes.append(Mistake(wrong_losses, explanation))
-            change_mistakes.append(Mistake(wrong_changes, explanation))
-        built.append({"inputs": {"net": net, "x": x, "y": y, "step_sizes": [float(s) for s in steps]},
-                      "losses": losses, "changes": changes, "loss_mistakes": _distinct(losses, loss_mistakes),
-                      "change_mistakes": _distinct(changes, change_mistakes),
-                      "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)})
-    return built
+    return [_usable(_loss_landscape_case, rng, *case) for case in cases]
+
+
+def _loss_landscape_case(rng, sizes, batch_norm, n, step_sizes):
+    net = network(rng, sizes, batch_norm)
+    x, y = classes(rng, n, sizes[0], sizes[-1])
+    steps = np.array(step_sizes, dtype=float)
+    losses, changes = reference.loss_along_gradient(net, x, y, steps)
+    if np.sqrt(sum((g ** 2).sum() for g in reference.mlp_loss_and_gradients(net, x, y)[1])) < 1e-6:
+        return None
+    weights = [i for i, (_, role) in enumerate(reference.mlp_layout(net)) if role == "weight"]
+    variants = [
+        ("the parameters moved uphill, to w + eta * g. A step along the gradient goes downhill: "
+         "p -= eta * g.", dict(sign=-1.0)),
+        ("the parameters were not put back between step sizes, so the steps added up. Restore w before "
+         "each step size: every point is w - eta * g from the same w.", dict(cumulative=True)),
+        ("the losses were computed in eval mode (running statistics) but the gradients in train mode. "
+         "Everything is measured in train mode, as SGD sees it.", dict(loss_mode="eval")),
+        ("everything was computed in eval mode (running statistics). The measurements are of the loss SGD "
+         "sees, in train mode: leave the model in train mode.", dict(loss_mode="eval", gradient_mode="eval")),
+        ("that is the difference of the norms, | |g(w)| - |g(w - eta g)| |; the change is the norm of the "
+         "difference, |g(w) - g(w - eta g)|.", dict(change="norms")),
+        ("only the linear layers' weights were counted in the gradient change; count every parameter "
+         "(biases, batch norm's gamma and beta too).", dict(parameters=weights)),
+    ]
+    mistakes = [(reference.loss_along_gradient(net, x, y, steps, **mistake), explanation)
+                for explanation, mistake in variants]
+    return {"inputs": {"net": net, "x": x, "y": y, "step_sizes": [float(s) for s in steps]},
+            **_outputs({"losses": losses, "gradient_changes": changes}, mistakes),
+            "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,39 +239,41 @@ def effective_lr_cases(cases=(((5, 6, 6, 3), 1, 0.2, 12), ((4, 5, 5, 5, 5, 3), 3
     of linear layer ``layer``'s weight and the cosine between it and its gradient, and what known mistakes
     give for each."""
     rng = np.random.default_rng(seed)
-    built = []
-    for sizes, layer, lr, n in cases:
-        net = network(rng, sizes, batch_norm=True, scale=float(rng.uniform(0.3, 3.0)))
-        x, y = classes(rng, n, sizes[0], sizes[-1])
-        effective, cosine = reference.effective_learning_rate(net, x, y, layer, lr)
-        variants = [
-            ("that is lr / |W|; the effective rate is lr / |W|^2 (the gradient shrinks like 1/|W| too).",
-             dict(power=1)),
-            ("that is lr * |W|^2; the effective rate is lr / |W|^2.", dict(power=-2)),
-            ("the gradient was taken in eval mode, where batch norm uses its running statistics and W is not "
-             "scale invariant. Take it in train mode.", dict(mode="eval")),
-        ]
-        kind, index = _sequential_module(net, layer)
-        layout = reference.mlp_layout(net)
-        if kind in ("linear", "batch norm") and (kind, index) != ("linear", layer):
-            role = "weight" if kind == "linear" else "gamma"
-            what = f"linear layer {index}'s weight" if kind == "linear" else f"hidden layer {index}'s batch norm gamma"
-            variants.append((f"that is {what}, model[{layer}]: indexing the nn.Sequential counts every module "
-                             f"(Linear, BatchNorm1d, ReLU, ...). Take linear layer {layer}: "
-                             f"[m for m in model if isinstance(m, nn.Linear)][{layer}].",
-                             dict(parameter=layout.index((index, role)))))
-        if layer + 1 < len(sizes) - 2:
-            variants.append((f"that is linear layer {layer + 1}'s weight; count the linear layers from 0.",
-                             dict(parameter=layout.index((layer + 1, "weight")))))
-        lr_mistakes, cosine_mistakes = [], []
-        for explanation, mistake in variants:
-            wrong_lr, wrong_cosine = reference.effective_learning_rate(net, x, y, layer, lr, **mistake)
-            lr_mistakes.append(Mistake(wrong_lr, explanation))
-            cosine_mistakes.append(Mistake(wrong_cosine, explanation))
-        built.append({"inputs": {"net": net, "x": x, "y": y, "layer": layer, "lr": lr},
-                      "effective_lr": effective, "cosine": cosine,
-                      "lr_mistakes": _distinct(effective, lr_mistakes), "cosine_mistakes": _distinct(cosine, cosine_mistakes, atol=1e-9)})
-    return built
+    return [_usable(_effective_lr_case, rng, *case) for case in cases]
+
+
+def _effective_lr_case(rng, sizes, layer, lr, n):
+    net = network(rng, sizes, batch_norm=True, scale=float(rng.uniform(0.3, 3.0)))
+    x, y = classes(rng, n, sizes[0], sizes[-1])
+    gradient = reference.mlp_loss_and_gradients(net, x, y)[1][reference.mlp_layout(net).index((layer, "weight"))]
+    if np.linalg.norm(gradient) < 1e-6:
+        return None
+    effective, cosine = reference.effective_learning_rate(net, x, y, layer, lr)
+    variants = [
+        ("that is lr / |W|; the effective rate is lr / |W|^2 (the gradient shrinks like 1/|W| too).",
+         dict(power=1)),
+        ("that is lr * |W|^2; the effective rate is lr / |W|^2.", dict(power=-2)),
+        ("the gradient was taken in eval mode, where batch norm uses its running statistics and W is not "
+         "scale invariant. Take it in train mode.", dict(mode="eval")),
+    ]
+    kind, index = _sequential_module(net, layer)
+    layout = reference.mlp_layout(net)
+    if kind in ("linear", "batch norm") and (kind, index) != ("linear", layer):
+        role = "weight" if kind == "linear" else "gamma"
+        what = f"linear layer {index}'s weight" if kind == "linear" else f"hidden layer {index}'s batch norm gamma"
+        variants.append((f"that is {what}, model[{layer}]: indexing the nn.Sequential counts every module "
+                         f"(Linear, BatchNorm1d, ReLU, ...). Take linear layer {layer}: "
+                         f"[m for m in model if isinstance(m, nn.Linear)][{layer}].",
+                         dict(parameter=layout.index((index, role)))))
+    if layer + 1 < len(sizes) - 2:
+        variants.append((f"that is linear layer {layer + 1}'s weight; count the linear layers from 0.",
+                         dict(parameter=layout.index((layer + 1, "weight")))))
+    mistakes = [(reference.effective_learning_rate(net, x, y, layer, lr, **mistake), explanation)
+                for explanation, mistake in variants]
+    if not _told_apart((effective, cosine), mistakes, atol=1e-9):
+        return None
+    return {"inputs": {"net": net, "x": x, "y": y, "layer": layer, "lr": lr},
+            **_outputs({"effective_lr": effective, "cosine": cosine}, mistakes)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,13 +312,16 @@ def _effective_rates_after_training(lr, variants):
             for variant in variants]
 
 
-def tuned_rate_cases(reference_answer=False):
-    """The question's settings; with ``reference_answer`` also the factor the reference finds and what
-    known mistakes give (the visible check compares the answer with the student's own run only, so the
-    kit stores no answer)."""
-    case = dict(QUESTION)
-    if not reference_answer:
-        return case
+def tuned_rate_cases():
+    """The question's settings, the factor the reference run finds and what known mistakes give. (The kit
+    stores them: an answer passes only when it also agrees with the student's own run, so the stored factor
+    is of no use to anyone whose run does not give it.)"""
+    return copy.deepcopy(_tuned_rate_case())
+
+
+@functools.lru_cache(maxsize=1)
+def _tuned_rate_case():
+    """The question's case, computed once per process (the reference run is the same every time)."""
     variants = [{}, {"power": 1}]
     (small, small_norm), (large, large_norm) = (_effective_rates_after_training(QUESTION[key], variants)
                                                 for key in ("small_lr", "large_lr"))
@@ -291,7 +337,7 @@ def tuned_rate_cases(reference_answer=False):
                                          "effective_learning_rate (Part 3), which should give lr / |W|^2, and run the "
                                          "question again."),
     ]
-    return {**case, "expected": factor, "mistakes": mistakes}
+    return {**QUESTION, "expected": factor, "mistakes": mistakes}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,8 +361,8 @@ def check_effective_lr(effective_lr_outputs, **params):
 
 def check_tuned_rate_factor(tuned_rate_factor, rate_tuning_run):
     """The student's answer against their own run (``rate_tuning_run``, which calls their
-    ``effective_learning_rate``) and against the factor the reference finds."""
-    kit.verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, tuned_rate_cases(reference_answer=True))
+    ``effective_learning_rate``) and against the factor the reference run finds."""
+    kit.verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, tuned_rate_cases())
 
 
 #: The visible checks of the notebook and their cases, stored in the kit (``bnkit/fixtures``).

@@ -36,7 +36,7 @@ def gradient_change(answers, rng):
 def loss_landscape(answers, rng):
     cases = []
     for batch_norm in (True, False):
-        steps = tuple(_rate(rng, 0.005, 2.0) for _ in range(_size(rng, 1, 5)))
+        steps = tuple(_rate(rng, 0.005, 2.0) for _ in range(_size(rng, 2, 5)))   # two at least: steps that add up differ
         cases.append((_sizes(rng, _size(rng, 1, 3)), batch_norm, _size(rng, 3, 30), steps))
     checks.check_loss_landscape(answers.loss_landscape_outputs, cases=tuple(cases), seed=_seed(rng))
 
