@@ -14,7 +14,6 @@ agrees with both, so the stored factor is of no use without a run that gives it.
 from __future__ import annotations
 
 import copy
-import numbers
 
 import numpy as np
 
@@ -164,11 +163,14 @@ def verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, case):
     subject = "tuned_rate_factor()"
     rtol = case["rtol"]
     answer = tuned_rate_factor()
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real) and not (
-            isinstance(answer, np.ndarray) and answer.shape == () and answer.dtype.kind in "iuf"):
+    try:
+        number = None if isinstance(answer, (bool, str)) else np.asarray(answer, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):   # RuntimeError: a tensor that requires grad
+        number = None
+    if number is None or number.shape != ():
         _fail(subject, f"the answer should be one number, but it is {answer!r}.",
               "return a Python float, e.g. `return 2.5`, or compute it from rate_tuning_run.")
-    answer = float(answer)
+    answer = float(number)
     if not np.isfinite(answer) or answer <= 0:
         _fail(subject, f"the answer {answer} is not a positive number; a ratio of two learning rates is.")
     runs = {}
