@@ -7,7 +7,6 @@ standing in for the sandbox; no sandbox or kit fixtures are needed. The question
 is the same run for everyone), so it runs once.
 """
 
-import types
 
 import nbformat
 import numpy as np
@@ -17,20 +16,12 @@ import wrong_answers
 from conftest import REPO
 from bncourse.grading.assignments import ex06_why_bn_works as trusted
 from wrong_answers import apply
+from wrong_answers import functions as _answers
 
 EXERCISE = "ex06_why_bn_works"
 DRAWS = 40
 MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
-
-
-def _answers(notebook):
-    """The notebook's functions: every code cell but the test cells, run in one namespace."""
-    namespace = {}
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            exec(cell.source, namespace)
-    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if callable(v)})
 
 
 def _failed_draws(answers, grade_id):
