@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHAPTERS = ["chapters/ch01_vanishing_exploding.html", "chapters/ch02_deriving_batchnorm.html",
             "chapters/ch03_backward_pass.html", "chapters/ch04_training_with_bn.html",
-            "chapters/ch05_layernorm_and_relatives.html", "chapters/ch07_bn_in_practice.html"]
+            "chapters/ch05_layernorm_and_relatives.html", "chapters/ch06_why_bn_works.html",
+            "chapters/ch07_bn_in_practice.html"]
 EXERCISE_PAGES = [f"exercises/{name}/{name}.html" for name in ASSIGNMENTS]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -100,6 +101,8 @@ CITED = {
     "ch03_backward_pass": ("Ioffe", "Laarhoven"),
     "ch04_training_with_bn": ("Ioffe", "Santurkar", "Bjorck"),
     "ch05_layernorm_and_relatives": ("Jimmy Lei Ba", "Yuxin Wu", "Ulyanov", "Sennrich", "Xiong"),
+    "ch06_why_bn_works": ("Ioffe", "Santurkar", "Laarhoven", "Sanjeev Arora", "Elad Hoffer", "Ping Luo", "Xiang Li",
+                          "Greg Yang", "Soham De", "Andrew Brock"),
     "ch07_bn_in_practice": ("Sergey Ioffe", "Hoffer", "Goyal", "Chao Peng", "Yuxin Wu", "Yanghao Li", "Izmailov",
                             "Jacob"),
 }
@@ -298,7 +301,8 @@ def test_index_redirects_to_the_intro(browser, server):
 
 @pytest.mark.parametrize("chapter, figures", [("ch01_vanishing_exploding", 6), ("ch02_deriving_batchnorm", 2),
                                                   ("ch03_backward_pass", 4), ("ch04_training_with_bn", 5),
-                                                  ("ch05_layernorm_and_relatives", 4), ("ch07_bn_in_practice", 4)])
+                                                  ("ch05_layernorm_and_relatives", 4), ("ch06_why_bn_works", 8),
+                                                  ("ch07_bn_in_practice", 4)])
 def test_chapter_figures_and_math_render(browser, server, chapter, figures):
     tab = browser.new_page()
     tab.goto(f"{server}/chapters/{chapter}.html", wait_until="networkidle")

@@ -16,20 +16,12 @@ import wrong_answers
 from conftest import REPO
 from bncourse.grading.assignments import ex05_layernorm as trusted
 from wrong_answers import apply
+from wrong_answers import functions as _answers
 
 EXERCISE = "ex05_layernorm"
 DRAWS = 60
 MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
-
-
-def _answers(notebook):
-    """The notebook's functions: every code cell but the test cells, run in one namespace."""
-    namespace = {}
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            exec(cell.source, namespace)
-    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if callable(v)})
 
 
 def _failed_draws(answers, check, draws=DRAWS, salt=1):

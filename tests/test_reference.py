@@ -204,3 +204,136 @@ def test_folding_batchnorm_into_linear_matches_torch_in_eval_mode(with_bias):
         linear.weight.detach().numpy(), linear.bias.detach().numpy() if with_bias else None,
         bn.running_mean.numpy(), bn.running_var.numpy(), bn.weight.detach().numpy(), bn.bias.detach().numpy(), eps=1e-3)
     np.testing.assert_allclose(x.numpy() @ weight.T + bias, expected, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: measurements on Linear -> [BatchNorm1d] -> ReLU networks, against torch autograd
+# ---------------------------------------------------------------------------------------------
+
+def _ex06_problem(sizes, batch_norm, seed, n=11):
+    from bncourse.checks import ex06_why_bn_works as ex06
+
+    rng = np.random.default_rng(seed)
+    net = ex06.network(rng, sizes, batch_norm)
+    x, y = ex06.classes(rng, n, sizes[0], sizes[-1])
+    return net, x, y
+
+
+def _ex06_torch_model(net, mode="train"):
+    """The network as torch layers (batch norm's running statistics frozen), in float64."""
+    nn = torch.nn
+    layers, hidden = [], len(net["weights"]) - 1
+    for i, weight in enumerate(net["weights"]):
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=net["biases"][i] is not None, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weight))
+            if linear.bias is not None:
+                linear.bias.copy_(torch.from_numpy(net["biases"][i]))
+        layers.append(linear)
+        if i < hidden:
+            if net["gammas"]:
+                bn = nn.BatchNorm1d(weight.shape[0], momentum=0.0, dtype=torch.float64)
+                with torch.no_grad():
+                    for name, key in (("weight", "gammas"), ("bias", "betas"), ("running_mean", "running_means"),
+                                      ("running_var", "running_vars")):
+                        getattr(bn, name).copy_(torch.from_numpy(net[key][i]))
+                layers.append(bn)
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).train(mode == "train")
+
+
+def _ex06_torch_loss_and_gradients(model, x, y):
+    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+    return loss, torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
+
+
+EX06_NETWORKS = [((5, 7, 6, 3), True), ((4, 6, 6, 6, 2), True), ((5, 7, 6, 3), False), ((3, 4, 2), True)]
+
+
+@pytest.mark.parametrize("sizes, batch_norm", EX06_NETWORKS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_ex06_mlp_loss_and_gradients_match_torch_autograd(sizes, batch_norm, mode):
+    net, x, y = _ex06_problem(sizes, batch_norm, seed=len(sizes) + 10 * batch_norm)
+    loss, grads = reference.mlp_loss_and_gradients(net, x, y, mode=mode)
+    model = _ex06_torch_model(net, mode)
+    torch_loss, torch_grads = _ex06_torch_loss_and_gradients(model, x, y)
+    assert [p.shape for p in model.parameters()] == [np.shape(p) for p in reference.mlp_parameters(net)]
+    np.testing.assert_allclose(loss, torch_loss.item(), rtol=1e-12)
+    for ours, theirs in zip(grads, torch_grads):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+    moved = [p + 0.1 for p in reference.mlp_parameters(net)]
+    again = reference.mlp_parameters(reference.mlp_with_parameters(net, moved))
+    assert all(np.array_equal(a, b) for a, b in zip(again, moved))
+
+
+@pytest.mark.parametrize("sizes, batch_norm", EX06_NETWORKS[:3])
+def test_ex06_measurements_match_the_same_measurements_in_torch(sizes, batch_norm):
+    net, x, y = _ex06_problem(sizes, batch_norm, seed=3)
+    layer, lr, steps = len(sizes) - 2, 0.3, [0.05, 0.5]
+    model = _ex06_torch_model(net)
+    params = list(model.parameters())
+    owners = reference.mlp_parameter_layers(net)
+    _, grads = _ex06_torch_loss_and_gradients(model, x, y)
+    target = reference.mlp_layout(net).index((layer, "weight"))
+    with torch.no_grad():
+        for p, g, owner in zip(params, grads, owners):
+            if owner < layer:
+                p -= lr * g
+    _, after = _ex06_torch_loss_and_gradients(model, x, y)
+    before, after = grads[target].detach(), after[target].detach()
+    l2, cosine = reference.gradient_change(net, x, y, layer, lr)
+    assert l2 == pytest.approx((before - after).norm().item(), rel=1e-9)
+    assert cosine == pytest.approx(torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0)
+                                   .item(), rel=1e-9)
+    losses, changes = reference.loss_along_gradient(net, x, y, steps)
+    for eta, loss, change in zip(steps, losses, changes):
+        model = _ex06_torch_model(net)
+        _, g = _ex06_torch_loss_and_gradients(model, x, y)
+        with torch.no_grad():
+            for p, gp in zip(model.parameters(), g):
+                p -= eta * gp
+        there_loss, there = _ex06_torch_loss_and_gradients(model, x, y)
+        assert loss == pytest.approx(there_loss.item(), rel=1e-10)
+        assert change == pytest.approx(torch.cat([(a - b).flatten() for a, b in zip(g, there)]).norm().item(),
+                                       rel=1e-9)
+    if batch_norm:
+        weight = reference.mlp_parameters(net)[reference.mlp_layout(net).index((1, "weight"))]
+        effective, cosine = reference.effective_learning_rate(net, x, y, 1, lr)
+        assert effective == pytest.approx(lr / (weight ** 2).sum(), rel=1e-12)
+        assert abs(cosine) < 1e-5     # zero but for batch norm's eps
+
+
+def test_ex06_gradient_change_along_a_short_step_is_the_hessian_times_the_gradient():
+    """An independent check of loss_along_gradient: for a small step eta, g(w) - g(w - eta g) = eta H g to first
+    order, with H g the Hessian-vector product that torch's double backward computes."""
+    net, x, y = _ex06_problem((5, 7, 6, 3), True, seed=8)
+    model = _ex06_torch_model(net)
+    _, g = _ex06_torch_loss_and_gradients(model, x, y)
+    hessian_g = torch.autograd.grad(g, list(model.parameters()), grad_outputs=[gp.detach() for gp in g])
+    expected = torch.cat([h.flatten() for h in hessian_g]).norm().item()
+    for eta in (1e-4, 1e-5):
+        _, (change,) = reference.loss_along_gradient(net, x, y, [eta])
+        assert change / eta == pytest.approx(expected, rel=50 * eta)
+
+
+def test_ex06_scale_invariance_effective_rate_and_sgd_steps():
+    """Doubling a scale-invariant weight and quadrupling the rate leaves the effective rate as it was, and the
+    small cosine left by batch norm's eps (first order in eps / variance) falls by 4; the reference's SGD steps
+    are torch's."""
+    net, x, y = _ex06_problem((4, 6, 6, 3), True, seed=5, n=20)
+    effective, cosine = reference.effective_learning_rate(net, x, y, 1, 0.1)
+    doubled = reference.mlp_with_parameters(net, [2 * p if (i, role) == (1, "weight") else p
+                                                  for p, (i, role) in zip(reference.mlp_parameters(net),
+                                                                          reference.mlp_layout(net))])
+    effective_doubled, cosine_doubled = reference.effective_learning_rate(doubled, x, y, 1, 0.4)
+    assert effective_doubled == pytest.approx(effective, rel=1e-12)
+    assert abs(cosine) < 1e-5 and cosine / cosine_doubled == pytest.approx(4, rel=1e-3)
+    batches = [np.array([0, 3, 5, 7]), np.array([1, 2, 3, 19, 11])]
+    model = _ex06_torch_model(net)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    for idx in batches:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx])).backward()
+        optimizer.step()
+    for ours, theirs in zip(reference.mlp_parameters(reference.sgd_steps(net, x, y, 0.2, batches)), model.parameters()):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)

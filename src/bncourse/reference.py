@@ -241,3 +241,185 @@ def fold_batchnorm_into_linear(weight, bias, running_mean, running_var, gamma, b
     scale = gamma / np.sqrt(running_var + eps)
     folded_bias = (np.zeros_like(running_mean) if bias is None else bias) - running_mean
     return weight * scale[:, None], folded_bias * scale + beta
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 6 / Exercise 6: measurements on a Linear -> [BatchNorm1d] -> ReLU network (checked
+# against torch autograd in float64 in tests/test_reference.py)
+#
+# A network is a dict of arrays, as Exercise 6's notebook builds it into an nn.Sequential:
+#   weights        one (out, in) matrix per linear layer (torch's layout), the output layer last
+#   biases         one per linear layer: an array, or None for a layer that batch norm follows
+#   gammas, betas, running_means, running_vars
+#                  one array per hidden layer when the network has batch norm; empty lists otherwise
+# Batch norm uses eps = 1e-5 and, in these measurements, never updates its running statistics.
+# ---------------------------------------------------------------------------------------------
+
+def mlp_layout(net):
+    """(linear layer, role) of every parameter, in the order torch's nn.Sequential lists them: per
+    hidden layer its weight, its bias if any, batch norm's gamma and beta if any; then the output layer's
+    weight and bias."""
+    hidden = len(net["weights"]) - 1
+    layout = []
+    for i in range(hidden + 1):
+        layout.append((i, "weight"))
+        if net["biases"][i] is not None:
+            layout.append((i, "bias"))
+        if i < hidden and net["gammas"]:
+            layout += [(i, "gamma"), (i, "beta")]
+    return layout
+
+
+_ROLE_KEYS = {"weight": "weights", "bias": "biases", "gamma": "gammas", "beta": "betas"}
+
+
+def mlp_parameters(net):
+    """The network's parameters, in the order of ``model.parameters()`` (see :func:`mlp_layout`)."""
+    return [net[_ROLE_KEYS[role]][i] for i, role in mlp_layout(net)]
+
+
+def mlp_parameter_layers(net):
+    """For each parameter (in :func:`mlp_parameters`' order), the linear layer it belongs to: a batch
+    norm layer's gamma and beta belong to the linear layer before it."""
+    return [i for i, _ in mlp_layout(net)]
+
+
+def mlp_with_parameters(net, params):
+    """A copy of the network with its parameters replaced (``params`` in :func:`mlp_parameters`' order)."""
+    new = {key: list(value) for key, value in net.items()}
+    for (i, role), value in zip(mlp_layout(net), params):
+        new[_ROLE_KEYS[role]][i] = value
+    return new
+
+
+def mlp_loss_and_gradients(net, x, y, mode="train"):
+    """Mean cross-entropy of the network's logits on the batch ``(x, y)`` and its gradient with respect
+    to every parameter (in :func:`mlp_parameters`' order), by backpropagation written out. Batch norm
+    normalizes with the batch's statistics in ``"train"`` mode and with the running statistics in
+    ``"eval"`` mode; it never updates them."""
+    hidden = len(net["weights"]) - 1
+    batch_norm = bool(net["gammas"])
+    h, saved = x, []
+    for i in range(hidden):
+        bias = net["biases"][i]
+        z = h @ net["weights"][i].T + (0.0 if bias is None else bias)
+        u, bn_cache = z, None
+        if batch_norm:
+            bn_param = {"mode": mode, "running_mean": net["running_means"][i].copy(),
+                        "running_var": net["running_vars"][i].copy()}
+            u, bn_cache = batchnorm_forward(z, net["gammas"][i], net["betas"][i], bn_param)
+        saved.append((h, z, u, bn_cache))
+        h = np.maximum(u, 0.0)
+    logits = h @ net["weights"][hidden].T + net["biases"][hidden]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = np.arange(len(y))
+    loss = float(-log_probs[rows, y].mean())
+    dlogits = np.exp(log_probs)
+    dlogits[rows, y] -= 1.0
+    dlogits /= len(y)
+    grads = {(hidden, "weight"): dlogits.T @ h, (hidden, "bias"): dlogits.sum(axis=0)}
+    dh = dlogits @ net["weights"][hidden]
+    for i in reversed(range(hidden)):
+        h_in, z, u, bn_cache = saved[i]
+        du = dh * (u > 0)
+        dz = du
+        if batch_norm:
+            if mode == "train":
+                dz, grads[i, "gamma"], grads[i, "beta"] = batchnorm_backward(du, bn_cache)
+            else:
+                std = np.sqrt(net["running_vars"][i] + DEFAULT_EPS)
+                grads[i, "gamma"] = (du * (z - net["running_means"][i]) / std).sum(axis=0)
+                grads[i, "beta"] = du.sum(axis=0)
+                dz = du * net["gammas"][i] / std
+        grads[i, "weight"] = dz.T @ h_in
+        if net["biases"][i] is not None:
+            grads[i, "bias"] = dz.sum(axis=0)
+        dh = dz @ net["weights"][i]
+    return loss, [grads[key] for key in mlp_layout(net)]
+
+
+def _cosine(a, b):
+    """The cosine between two arrays; NaN when one of them is zero."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def layer_gradients_before_and_after(net, x, y, layer, lr, moved=None, second_batch=None):
+    """The gradient G of linear layer ``layer``'s weight on the batch ``(x, y)``, and the gradient G' of
+    the same weight after every parameter of the layers below it took one SGD step of rate ``lr`` (with
+    the gradients of G's backward pass), on the same batch.
+
+    ``moved`` (the indices, in :func:`mlp_parameters`' order, of the parameters that take the step; by
+    default those of the layers below ``layer``) and ``second_batch`` (the batch of G'; by default
+    ``(x, y)``) exist so that the checks can compute what known mistakes give."""
+    params = mlp_parameters(net)
+    if moved is None:
+        moved = [i for i, owner in enumerate(mlp_parameter_layers(net)) if owner < layer]
+    _, grads = mlp_loss_and_gradients(net, x, y)
+    stepped = [p - lr * g if i in moved else p for i, (p, g) in enumerate(zip(params, grads))]
+    _, grads_after = mlp_loss_and_gradients(mlp_with_parameters(net, stepped), *(second_batch or (x, y)))
+    target = mlp_layout(net).index((layer, "weight"))
+    return grads[target], grads_after[target]
+
+
+def gradient_change(net, x, y, layer, lr, **mistake):
+    """Santurkar et al.'s internal covariate shift of linear layer ``layer`` on the batch ``(x, y)``:
+    ``(l2, cosine)`` between G and G' of :func:`layer_gradients_before_and_after` (which takes the same
+    keyword arguments)."""
+    before, after = layer_gradients_before_and_after(net, x, y, layer, lr, **mistake)
+    return float(np.linalg.norm(before - after)), _cosine(before, after)
+
+
+def loss_along_gradient(net, x, y, step_sizes, sign=1.0, cumulative=False, loss_mode="train",
+                        gradient_mode="train", change="difference", parameters=None):
+    """Santurkar et al.'s look at the landscape from the network's parameters w along their gradient g
+    (every parameter, on the batch ``(x, y)``): for each step size eta, the loss at ``w - eta * g`` and
+    the l2 norm of the change of the whole gradient there, ``|g(w) - g(w - eta * g)|``. Returns
+    ``(losses, changes)``, arrays with one entry per step size.
+
+    ``sign`` (-1 steps uphill), ``cumulative`` (the steps add up instead of each starting from w), the
+    modes in which the losses and the gradients are taken, ``change="norms"`` (``| |g(w)| - |g(w')| |``
+    instead of the norm of the difference) and ``parameters`` (the indices, in :func:`mlp_parameters`'
+    order, of the parameters whose gradients count; by default all) exist so that the checks can compute
+    what known mistakes give."""
+    params = mlp_parameters(net)
+    counted = range(len(params)) if parameters is None else parameters
+    _, grads = mlp_loss_and_gradients(net, x, y, mode=gradient_mode)
+    losses, changes, travelled = [], [], 0.0
+    for eta in step_sizes:
+        travelled = travelled + eta if cumulative else eta
+        moved = mlp_with_parameters(net, [p - sign * travelled * g for p, g in zip(params, grads)])
+        losses.append(mlp_loss_and_gradients(moved, x, y, mode=loss_mode)[0])
+        _, grads_there = mlp_loss_and_gradients(moved, x, y, mode=gradient_mode)
+        if change == "norms":
+            norm_here = np.sqrt(sum((grads[i] ** 2).sum() for i in counted))
+            norm_there = np.sqrt(sum((grads_there[i] ** 2).sum() for i in counted))
+            changes.append(abs(norm_here - norm_there))
+        else:
+            changes.append(np.sqrt(sum(((grads[i] - grads_there[i]) ** 2).sum() for i in counted)))
+    return np.array(losses), np.array(changes)
+
+
+def effective_learning_rate(net, x, y, layer, lr, mode="train", power=2, parameter=None):
+    """The effective learning rate ``lr / |W|^2`` of the weight W of linear layer ``layer`` (a layer that
+    batch norm follows, so that the loss does not change when W is scaled) and the cosine between W and
+    the gradient of the loss on ``(x, y)`` with respect to it, which scale invariance makes 0 (up to
+    batch norm's eps). Returns ``(effective_lr, cosine)``.
+
+    ``mode``, ``power`` (of the norm) and ``parameter`` (the index, in :func:`mlp_parameters`' order, of
+    the tensor to use instead of W) exist so that the checks can compute what known mistakes give."""
+    index = mlp_layout(net).index((layer, "weight")) if parameter is None else parameter
+    weight = mlp_parameters(net)[index]
+    _, grads = mlp_loss_and_gradients(net, x, y, mode=mode)
+    return float(lr / np.linalg.norm(weight) ** power), _cosine(weight, grads[index])
+
+
+def sgd_steps(net, x, y, lr, batches):
+    """The network after one plain SGD step of rate ``lr`` on each mini-batch ``x[idx], y[idx]`` of
+    ``batches`` (lists of row indices), batch norm in train mode."""
+    params = mlp_parameters(net)
+    for idx in batches:
+        _, grads = mlp_loss_and_gradients(mlp_with_parameters(net, params), x[idx], y[idx])
+        params = [p - lr * g for p, g in zip(params, grads)]
+    return mlp_with_parameters(net, params)

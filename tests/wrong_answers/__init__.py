@@ -45,6 +45,18 @@ def apply(wrong: WrongAnswer, notebook):
     raise ValueError(f"{wrong.name}: no cell {wrong.cell}")
 
 
+def functions(notebook):
+    """The notebook's functions, as attributes: every code cell but the test cells, run in one namespace
+    (what the grader's answers sandbox holds, for trusted checks run in-process)."""
+    import types
+
+    namespace = {}
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            exec(cell.source, namespace)
+    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if callable(v)})
+
+
 def correct_answers(exercise: str) -> list:
     """The exercise's right-but-different answers (``CORRECT_ANSWERS``; none when it has not any)."""
     return list(getattr(for_exercise(exercise), "CORRECT_ANSWERS", []))

@@ -35,5 +35,6 @@ from .ex05_layernorm import (NORMALIZATION_NAMES, check_batch_independent_normal
                         check_rmsnorm_forward)
 from .ex04_training_with_bn import (check_bn_mlp, check_fold_bn, check_folding_error, check_steps_to_accuracy,
                        check_training_loop)
+from .ex06_why_bn_works import check_effective_lr, check_gradient_change, check_loss_landscape, check_tuned_rate_factor
 from .ex07_bn_in_practice import (check_batch_renorm_forward, check_batch_renorm_gradients, check_fold_conv,
                                   check_recompute_statistics, check_sync_backward, check_sync_forward)

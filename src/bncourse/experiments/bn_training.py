@@ -224,13 +224,14 @@ def _evaluate(model, data, split="test"):
     return loss, accuracy
 
 
-def train(model, data, *, steps, lr, batch_size, seed, eval_every, momentum=0.0, on_eval=None):
+def train(model, data, *, steps, lr, batch_size, seed, eval_every, momentum=0.0, on_eval=None, weight_decay=0.0):
     """Plain SGD on random mini-batches; every ``eval_every`` steps the training loss and test accuracy
-    (eval mode). Stops early, marked diverged, when the training loss is no longer finite."""
+    (eval mode). Stops early, marked diverged, when the training loss is no longer finite. ``weight_decay``
+    is SGD's L2 penalty (Chapter 6 uses it; 0 elsewhere)."""
     device = data["x_train"].device
     model.to(device)
     sampler = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     curve = {"step": [], "train_loss": [], "test_accuracy": [], "diverged": False}
     n = len(data["y_train"])
     for step in range(1, steps + 1):

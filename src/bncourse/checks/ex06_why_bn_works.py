@@ -1,0 +1,374 @@
+"""Cases for the checks of Exercise 6: Santurkar et al.'s gradient-change measure, the loss along the
+gradient with the gradient predictiveness, the effective learning rate of a scale-invariant weight with
+the orthogonality of its gradient, and a question answered from the student's own run.
+
+The grader can pass only arrays, so the notebook has given wrappers that build a float64
+``Linear -> [BatchNorm1d] -> ReLU`` network from a dict of arrays (the layout of
+:func:`bncourse.reference.mlp_parameters`), call the student's function on it and return a dict of named
+results. Each ``*_cases`` function draws networks and data from its parameters and computes, with the
+NumPy reference (:func:`bncourse.reference.gradient_change`, ``loss_along_gradient``,
+``effective_learning_rate``, ``sgd_steps``; tested against torch autograd), the expected results and those
+of known mistakes. The mini-batch of Part 1 and the question's mini-batches are drawn with
+``torch.randint`` from seeded generators, as the notebook specifies. The comparison is the student kit's
+(:mod:`bnkit.ex06_why_bn_works`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import numpy as np
+from bnkit import ex06_why_bn_works as kit
+
+from .. import reference
+from ._core import Mistake
+
+#: Batch norm's ``eps`` in the notebook's networks (torch's default) and the reference's.
+EPS = reference.DEFAULT_EPS
+
+
+def _torch():
+    import torch
+    return torch
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks and data
+# ---------------------------------------------------------------------------------------------
+
+def network(rng, sizes, batch_norm=True, scale=1.0):
+    """A network dict for layer sizes ``sizes`` (inputs, hidden..., classes): He-scaled weights times
+    ``scale``; with batch norm, gammas and betas away from 1 and 0 and running statistics unlike any
+    batch's (so that eval mode gives visibly different numbers); without it, small biases."""
+    weights = [rng.normal(0, scale * np.sqrt(2 / fan_in), size=(fan_out, fan_in))
+               for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    hidden = sizes[1:-1]
+    net = {"weights": weights, "biases": [None if batch_norm else rng.normal(0, 0.1, size=n) for n in hidden],
+           "gammas": [], "betas": [], "running_means": [], "running_vars": []}
+    net["biases"].append(rng.normal(0, 0.1, size=sizes[-1]))
+    if batch_norm:
+        net["gammas"] = [rng.uniform(0.6, 1.6, size=n) for n in hidden]
+        net["betas"] = [rng.uniform(-0.5, 0.5, size=n) for n in hidden]
+        net["running_means"] = [rng.uniform(-1.0, 1.0, size=n) for n in hidden]
+        net["running_vars"] = [rng.uniform(0.3, 3.0, size=n) for n in hidden]
+    return net
+
+
+def classes(rng, n, d, k):
+    """``n`` examples of ``d`` features in ``k`` overlapping Gaussian classes, offset from 0."""
+    centres = rng.normal(0, 1.5, size=(k, d))
+    y = rng.integers(k, size=n)
+    return centres[y] + rng.normal(size=(n, d)) + 0.5, y
+
+
+def parameter_names(net):
+    """What each parameter is, in words, in ``model.parameters()``' order."""
+    words = {"weight": "weight", "bias": "bias", "gamma": "batch norm's weight (gamma)",
+             "beta": "batch norm's bias (beta)"}
+    return [f"{words[role]} of hidden layer {i}" if role in ("gamma", "beta") else f"linear layer {i}'s {role}"
+            for i, role in reference.mlp_layout(net)]
+
+
+def sampled_batches(n, batch_size, seed, count):
+    """``count`` consecutive draws of ``torch.randint(0, n, (batch_size,), generator=g)`` from a generator
+    seeded with ``seed``, as row-index arrays."""
+    torch = _torch()
+    generator = torch.Generator().manual_seed(int(seed))
+    return [torch.randint(0, n, (batch_size,), generator=generator).numpy() for _ in range(count)]
+
+
+def _distinct(expected, mistakes, atol=1e-6):
+    """The mistakes whose result is defined (finite) and differs from the expected one (and from every
+    earlier mistake's)."""
+    kept, seen = [], [np.asarray(expected, dtype=float)]
+    for mistake in mistakes:
+        value = np.asarray(mistake.expected_if_made, dtype=float)
+        if np.isfinite(value).all() and all(value.shape != other.shape or not np.allclose(value, other, rtol=1e-6, atol=atol) for other in seen):
+            kept.append(mistake)
+            seen.append(value)
+    return kept
+
+
+def _outputs(expected: dict, mistakes) -> dict:
+    """The case entries the kit compares: each output's expected value under its name, and under
+    ``<name>_mistakes`` what each known mistake gives for it (``mistakes``: pairs of one value per output, in
+    ``expected``'s order, and the explanation), where that differs from the expected value. Scalars are
+    Python floats (the kit's fixtures store arrays with at least one dimension)."""
+    def plain(value):
+        return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+
+    entries = {name: plain(value) for name, value in expected.items()}
+    for position, (name, value) in enumerate(expected.items()):
+        entries[f"{name}_mistakes"] = _distinct(value, [Mistake(plain(values[position]), explanation)
+                                                        for values, explanation in mistakes],
+                                                atol=1e-9 if name == "cosine" else 1e-6)
+    return entries
+
+
+def _usable(build, rng, *parameters):
+    """``build(rng, *parameters)``, drawn again until it returns a case (``None`` means: a draw in which the
+    measurement is undefined or a known mistake gives the right answer, such as a layer whose units are all
+    dead for the batch)."""
+    for _ in range(100):
+        case = build(rng, *parameters)
+        if case is not None:
+            return case
+    raise RuntimeError(f"{build.__name__}{parameters}: no usable draw in 100 tries")
+
+
+def _told_apart(expected, mistakes, atol=1e-6) -> bool:
+    """Whether every mistake's values differ from the expected ones somewhere."""
+    return all(not np.allclose(np.asarray(values, dtype=float), np.asarray(expected, dtype=float), rtol=1e-6,
+                                atol=atol) for values, _ in mistakes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 1: the gradient-change measure
+# ---------------------------------------------------------------------------------------------
+
+def gradient_change_cases(cases=(((6, 7, 5, 5, 3), True, 2, 0.3, 12, 40), ((5, 6, 6, 4), False, 1, 0.5, 10, 30)),
+                          seed=11):
+    """Networks (``(sizes, batch_norm, layer, lr, batch_size, n_train)``) and training sets; the
+    expected ``[l2, cosine]`` of the specified measure, and what each known mistake gives."""
+    rng = np.random.default_rng(seed)
+    return [_usable(_gradient_change_case, rng, *case) for case in cases]
+
+
+def _gradient_change_case(rng, sizes, batch_norm, layer, lr, batch_size, n_train):
+    net = network(rng, sizes, batch_norm)
+    x_train, y_train = classes(rng, n_train, sizes[0], sizes[-1])
+    batch_seed = int(rng.integers(2**31))
+    first, second = sampled_batches(n_train, batch_size, batch_seed, 2)
+    x, y = x_train[first], y_train[first]
+    layout = reference.mlp_layout(net)
+    below = [i for i, (owner, _) in enumerate(layout) if owner < layer]
+    itself = below + [i for i, (owner, role) in enumerate(layout) if owner == layer and role in ("weight", "bias")]
+    above = [i for i in range(len(layout)) if i not in itself]
+    before, after = reference.layer_gradients_before_and_after(net, x, y, layer, lr)
+    if min(np.linalg.norm(before), np.linalg.norm(after)) < 1e-6:
+        return None
+    l2, cosine = reference.gradient_change(net, x, y, layer, lr)
+
+    def variant(explanation, **mistake):
+        return reference.gradient_change(net, x, y, layer, lr, **mistake), explanation
+
+    accumulated = before + after
+    mistakes = [
+        variant("the second gradient was taken on another mini-batch (a second torch.randint draw from the "
+                "generator). Both gradients must be taken on the same batch: draw it once, at the start.",
+                second_batch=(x_train[second], y_train[second])),
+        variant(f"layer {layer} itself took the SGD step too. Only the parameters of the modules before linear "
+                f"layer {layer} move (model[:position of that layer]); its own weight stays.",
+                moved=itself),
+        variant("every layer took the SGD step (optimizer.step() on all parameters?). Only the parameters of the "
+                f"modules before linear layer {layer} move.", moved=list(range(len(layout)))),
+        variant(f"the modules after linear layer {layer} took the step instead of those before it.",
+                moved=above),
+        ((cosine, l2), "l2 and cosine are swapped."),
+        ((float(np.linalg.norm(after)), reference._cosine(before, accumulated)),
+         "the gradients were not reset before the second backward pass, so the second gradient is G + G'. "
+         "Call model.zero_grad() before each backward pass."),
+        ((l2 / float(np.linalg.norm(before)), cosine), "l2 was divided by |G|: return the plain norm of the "
+                                                        "difference, |G - G'|."),
+    ]
+    if not _told_apart((l2, cosine), mistakes):
+        return None
+    return {"inputs": {"net": net, "x_train": x_train, "y_train": y_train, "layer": layer, "lr": lr,
+                       "batch_size": batch_size, "seed": batch_seed},
+            **_outputs({"l2": l2, "cosine": cosine}, mistakes),
+            "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: the loss along the gradient and the gradient predictiveness
+# ---------------------------------------------------------------------------------------------
+
+def loss_landscape_cases(cases=(((5, 6, 6, 3), True, 16, (0.05, 0.2, 0.5, 1.0)),
+                                ((4, 5, 3), False, 12, (0.1, 0.3))), seed=12):
+    """Networks (``(sizes, batch_norm, n, step_sizes)``) and batches; the expected losses and gradient
+    changes along the gradient, and what known mistakes give for each."""
+    rng = np.random.default_rng(seed)
+    return [_usable(_loss_landscape_case, rng, *case) for case in cases]
+
+
+def _loss_landscape_case(rng, sizes, batch_norm, n, step_sizes):
+    net = network(rng, sizes, batch_norm)
+    x, y = classes(rng, n, sizes[0], sizes[-1])
+    steps = np.array(step_sizes, dtype=float)
+    losses, changes = reference.loss_along_gradient(net, x, y, steps)
+    if np.sqrt(sum((g ** 2).sum() for g in reference.mlp_loss_and_gradients(net, x, y)[1])) < 1e-6:
+        return None
+    weights = [i for i, (_, role) in enumerate(reference.mlp_layout(net)) if role == "weight"]
+    variants = [
+        ("the parameters moved uphill, to w + eta * g. A step along the gradient goes downhill: "
+         "p -= eta * g.", dict(sign=-1.0)),
+        ("the parameters were not put back between step sizes, so the steps added up. Restore w before "
+         "each step size: every point is w - eta * g from the same w.", dict(cumulative=True)),
+        ("the losses were computed in eval mode (running statistics) but the gradients in train mode. "
+         "Everything is measured in train mode, as SGD sees it.", dict(loss_mode="eval")),
+        ("everything was computed in eval mode (running statistics). The measurements are of the loss SGD "
+         "sees, in train mode: leave the model in train mode.", dict(loss_mode="eval", gradient_mode="eval")),
+        ("that is the difference of the norms, | |g(w)| - |g(w - eta g)| |; the change is the norm of the "
+         "difference, |g(w) - g(w - eta g)|.", dict(change="norms")),
+        ("only the linear layers' weights were counted in the gradient change; count every parameter "
+         "(biases, batch norm's gamma and beta too).", dict(parameters=weights)),
+    ]
+    mistakes = [(reference.loss_along_gradient(net, x, y, steps, **mistake), explanation)
+                for explanation, mistake in variants]
+    return {"inputs": {"net": net, "x": x, "y": y, "step_sizes": [float(s) for s in steps]},
+            **_outputs({"losses": losses, "gradient_changes": changes}, mistakes),
+            "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 3: the effective learning rate of a scale-invariant weight
+# ---------------------------------------------------------------------------------------------
+
+def _sequential_module(net, position):
+    """What ``model[position]`` is in the notebook's nn.Sequential (Linear, BatchNorm1d, ReLU per hidden
+    layer, then the output Linear): ("linear", i), ("batch norm", i) or ("relu", i)."""
+    hidden = len(net["weights"]) - 1
+    if position >= 3 * hidden:
+        return "linear", hidden
+    return ("linear", "batch norm", "relu")[position % 3], position // 3
+
+
+def effective_lr_cases(cases=(((5, 6, 6, 3), 1, 0.2, 12), ((4, 5, 5, 5, 5, 3), 3, 0.05, 9)), seed=13):
+    """Batch norm networks (``(sizes, layer, lr, n)``) and batches; the expected effective learning rate
+    of linear layer ``layer``'s weight and the cosine between it and its gradient, and what known mistakes
+    give for each."""
+    rng = np.random.default_rng(seed)
+    return [_usable(_effective_lr_case, rng, *case) for case in cases]
+
+
+def _effective_lr_case(rng, sizes, layer, lr, n):
+    net = network(rng, sizes, batch_norm=True, scale=float(rng.uniform(0.3, 3.0)))
+    x, y = classes(rng, n, sizes[0], sizes[-1])
+    gradient = reference.mlp_loss_and_gradients(net, x, y)[1][reference.mlp_layout(net).index((layer, "weight"))]
+    if np.linalg.norm(gradient) < 1e-6:
+        return None
+    effective, cosine = reference.effective_learning_rate(net, x, y, layer, lr)
+    variants = [
+        ("that is lr / |W|; the effective rate is lr / |W|^2 (the gradient shrinks like 1/|W| too).",
+         dict(power=1)),
+        ("that is lr * |W|^2; the effective rate is lr / |W|^2.", dict(power=-2)),
+        ("the gradient was taken in eval mode, where batch norm uses its running statistics and W is not "
+         "scale invariant. Take it in train mode.", dict(mode="eval")),
+    ]
+    kind, index = _sequential_module(net, layer)
+    layout = reference.mlp_layout(net)
+    if kind in ("linear", "batch norm") and (kind, index) != ("linear", layer):
+        role = "weight" if kind == "linear" else "gamma"
+        what = f"linear layer {index}'s weight" if kind == "linear" else f"hidden layer {index}'s batch norm gamma"
+        variants.append((f"that is {what}, model[{layer}]: indexing the nn.Sequential counts every module "
+                         f"(Linear, BatchNorm1d, ReLU, ...). Take linear layer {layer}: "
+                         f"[m for m in model if isinstance(m, nn.Linear)][{layer}].",
+                         dict(parameter=layout.index((index, role)))))
+    if layer + 1 < len(sizes) - 2:
+        variants.append((f"that is linear layer {layer + 1}'s weight; count the linear layers from 0.",
+                         dict(parameter=layout.index((layer + 1, "weight")))))
+    mistakes = [(reference.effective_learning_rate(net, x, y, layer, lr, **mistake), explanation)
+                for explanation, mistake in variants]
+    if not _told_apart((effective, cosine), mistakes, atol=1e-9):
+        return None
+    return {"inputs": {"net": net, "x": x, "y": y, "layer": layer, "lr": lr},
+            **_outputs({"effective_lr": effective, "cosine": cosine}, mistakes)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 4: the question, answered from the student's own run
+# ---------------------------------------------------------------------------------------------
+
+#: The question: the notebook's given ``rate_tuning_run(lr)`` trains the question's network at each rate.
+QUESTION = {"small_lr": 0.05, "large_lr": 0.5, "steps": 100, "batch_size": 32, "layer": 1, "measured_on": 64,
+            "rtol": 0.01}
+
+
+def question_problem():
+    """The question's network and data, made exactly as the notebook's given ``question_problem()`` makes
+    them: 512 examples of 16 features in 3 classes, two hidden layers of 32 units with batch norm (gamma 1,
+    beta 0), weights at a tenth of He's scale."""
+    rng = np.random.default_rng(2026)
+    centres = rng.normal(0, 1.5, size=(3, 16))
+    y = rng.integers(3, size=512)
+    x = centres[y] + rng.normal(size=(512, 16)) + 0.5
+    weights = [rng.normal(0, 0.1 * np.sqrt(2 / m), size=(n, m)) for m, n in ((16, 32), (32, 32), (32, 3))]
+    net = {"weights": weights, "biases": [None, None, np.zeros(3)], "gammas": [np.ones(32), np.ones(32)],
+           "betas": [np.zeros(32), np.zeros(32)], "running_means": [np.zeros(32), np.zeros(32)],
+           "running_vars": [np.ones(32), np.ones(32)]}
+    return net, x, y
+
+
+def _effective_rates_after_training(lr, variants):
+    """The reference's run of the question at rate ``lr`` (the notebook's ``rate_tuning_run``): the effective
+    rate of linear layer 1 after training, as computed with each of ``variants`` (keyword arguments of
+    :func:`bncourse.reference.effective_learning_rate`; ``{}`` is the right one)."""
+    net, x, y = question_problem()
+    batches = sampled_batches(len(y), QUESTION["batch_size"], 0, QUESTION["steps"])
+    trained = reference.sgd_steps(net, x, y, lr, batches)
+    measured = QUESTION["measured_on"]
+    return [reference.effective_learning_rate(trained, x[:measured], y[:measured], QUESTION["layer"], lr, **variant)[0]
+            for variant in variants]
+
+
+def tuned_rate_cases():
+    """The question's settings, the factor the reference run finds and what known mistakes give. (The kit
+    stores them: an answer passes only when it also agrees with the student's own run, so the stored factor
+    is of no use to anyone whose run does not give it.)"""
+    return copy.deepcopy(_tuned_rate_case())
+
+
+@functools.lru_cache(maxsize=1)
+def _tuned_rate_case():
+    """The question's case, computed once per process (the reference run is the same every time)."""
+    variants = [{}, {"power": 1}]
+    (small, small_norm), (large, large_norm) = (_effective_rates_after_training(QUESTION[key], variants)
+                                                for key in ("small_lr", "large_lr"))
+    factor = large / small
+    mistakes = [
+        Mistake(1 / factor, "that is the effective rate at lr = 0.05 divided by the one at lr = 0.5; the question "
+                            "asks for the one at the larger rate divided by the one at the smaller."),
+        Mistake(QUESTION["large_lr"] / QUESTION["small_lr"],
+                "that is (about) the ratio of the nominal learning rates, which is also the ratio before training, "
+                "and what a tensor whose norm training does not change gives. If your run says so, check that "
+                "effective_learning_rate (Part 3) takes the weight of linear layer `layer`."),
+        Mistake(large_norm / small_norm, "that is what an effective rate of lr / |W| gives: fix "
+                                         "effective_learning_rate (Part 3), which should give lr / |W|^2, and run the "
+                                         "question again."),
+    ]
+    return {**QUESTION, "expected": factor, "mistakes": mistakes}
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks: the kit's comparison on cases built here
+# ---------------------------------------------------------------------------------------------
+
+def check_gradient_change(gradient_change_outputs, **params):
+    """The student's ``gradient_change`` (through the notebook's wrapper) against the reference measure."""
+    kit.verify_gradient_change(gradient_change_outputs, gradient_change_cases(**params))
+
+
+def check_loss_landscape(loss_landscape_outputs, **params):
+    """The student's ``loss_landscape`` (through the notebook's wrapper) against the reference."""
+    kit.verify_loss_landscape(loss_landscape_outputs, loss_landscape_cases(**params))
+
+
+def check_effective_lr(effective_lr_outputs, **params):
+    """The student's ``effective_learning_rate`` (through the notebook's wrapper) against the reference."""
+    kit.verify_effective_lr(effective_lr_outputs, effective_lr_cases(**params))
+
+
+def check_tuned_rate_factor(tuned_rate_factor, rate_tuning_run):
+    """The student's answer against their own run (``rate_tuning_run``, which calls their
+    ``effective_learning_rate``) and against the factor the reference run finds."""
+    kit.verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, tuned_rate_cases())
+
+
+#: The visible checks of the notebook and their cases, stored in the kit (``bnkit/fixtures``).
+VISIBLE = {
+    "check_gradient_change": gradient_change_cases,
+    "check_loss_landscape": loss_landscape_cases,
+    "check_effective_lr": effective_lr_cases,
+    "check_tuned_rate_factor": tuned_rate_cases,
+}

@@ -1,0 +1,48 @@
+"""Exercise 6's trusted checks on many secret draws: the solution passes every draw, and each wrong answer
+fails the cells it must lose on every draw (small random networks can have a layer whose units are all dead
+for a batch, where a measurement is undefined; the case builders draw again then).
+
+The answers run in-process from the solution notebook's cells, with the trusted check given a namespace
+standing in for the sandbox; no sandbox or kit fixtures are needed. The question's check draws nothing (it
+is the same run for everyone), so it runs once.
+"""
+
+
+import nbformat
+import numpy as np
+import pytest
+
+import wrong_answers
+from conftest import REPO
+from bncourse.grading.assignments import ex06_why_bn_works as trusted
+from wrong_answers import apply
+from wrong_answers import functions as _answers
+
+EXERCISE = "ex06_why_bn_works"
+DRAWS = 40
+MODULE = wrong_answers.for_exercise(EXERCISE)
+SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
+
+
+def _failed_draws(answers, grade_id):
+    draws = 1 if grade_id == "test_question" else DRAWS
+    failed = 0
+    for draw in range(draws):
+        try:
+            trusted.CHECKS[grade_id](answers, np.random.default_rng([2000 + draw, 6]))
+        except AssertionError:
+            failed += 1
+    return failed, draws
+
+
+@pytest.mark.parametrize("grade_id", list(trusted.CHECKS))
+def test_the_solution_passes_every_draw(grade_id):
+    assert _failed_draws(_answers(SOLUTION), grade_id)[0] == 0
+
+
+@pytest.mark.parametrize("wrong", MODULE.WRONG_ANSWERS, ids=lambda w: w.name)
+def test_each_wrong_answer_fails_its_cells_on_every_draw(wrong):
+    answers = _answers(apply(wrong, SOLUTION))
+    for grade_id in sorted(wrong.fails):
+        failed, draws = _failed_draws(answers, grade_id)
+        assert failed == draws, (wrong.name, grade_id, failed, draws)
