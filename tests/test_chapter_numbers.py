@@ -33,6 +33,10 @@ TYPED = {
         "50": "the paper's 15th, 50th and 85th percentiles (Figure 1), the keys of the result file",
         "85": "the paper's 15th, 50th and 85th percentiles (Figure 1), the keys of the result file",
     },
+    "ch06_why_bn_works": {
+        "2.30": "ln 10, the loss of a uniform guess over ten classes",
+        "8.7": "Brock et al.'s reported training speed-up of NFNets over EfficientNet-B7",
+    },
     "ch05_layernorm_and_relatives": {
         "80": "the 80/20 split, set by the code as len(images) * 4 // 5",
         "20": "the 80/20 split, set by the code as len(images) * 4 // 5",
