@@ -3,8 +3,8 @@ fails the cells it must lose on every draw (small random networks can have a lay
 for a batch, where a measurement is undefined; the case builders draw again then).
 
 The answers run in-process from the solution notebook's cells, with the trusted check given a namespace
-standing in for the sandbox; no sandbox or kit fixtures are needed. The question's check draws nothing (it
-is the same run for everyone), so it runs once.
+standing in for the sandbox; no sandbox or kit fixtures are needed. The question's check draws its two
+learning rates and trains four small networks per draw, so it runs on fewer draws.
 """
 
 
@@ -20,12 +20,13 @@ from wrong_answers import functions as _answers
 
 EXERCISE = "ex06_why_bn_works"
 DRAWS = 40
+QUESTION_DRAWS = 12
 MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
 
 
 def _failed_draws(answers, grade_id):
-    draws = 1 if grade_id == "test_question" else DRAWS
+    draws = QUESTION_DRAWS if grade_id == "test_question" else DRAWS
     failed = 0
     for draw in range(draws):
         try:
