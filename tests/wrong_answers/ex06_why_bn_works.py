@@ -151,10 +151,6 @@ WRONG_ANSWERS = [
         "question_without_the_learning_rates", "tuned_rate_factor",
         (("return lr / (weight ** 2).sum()", "return 1 / (weight ** 2).sum()"),),
         frozenset({"test_question"}), says="the ratio of 1 / |W|^2 alone"),
-    WrongAnswer(
-        "answer_typed_from_the_visible_check", "tuned_rate_factor",
-        (("    def effective_after(lr):\n", "    return 2.5845969332778043\n    def effective_after(lr):\n"),),
-        frozenset({"test_question"}), says="tuned_rate_factor(0.03, 0.3)"),
 ]
 
 CORRECT_ANSWERS = [
