@@ -3,8 +3,8 @@ fails the cells it must lose on every draw (small random networks can have a lay
 for a batch, where a measurement is undefined; the case builders draw again then).
 
 The answers run in-process from the solution notebook's cells, with the trusted check given a namespace
-standing in for the sandbox; no sandbox or kit fixtures are needed. The question's check draws nothing (it
-is the same run for everyone), so it runs once.
+standing in for the sandbox; no sandbox or kit fixtures are needed. The question's check draws its two
+learning rates and trains four small networks per draw, so it runs on fewer draws.
 """
 
 
@@ -20,12 +20,13 @@ from wrong_answers import functions as _answers
 
 EXERCISE = "ex06_why_bn_works"
 DRAWS = 40
+QUESTION_DRAWS = 12
 MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
 
 
 def _failed_draws(answers, grade_id):
-    draws = 1 if grade_id == "test_question" else DRAWS
+    draws = QUESTION_DRAWS if grade_id == "test_question" else DRAWS
     failed = 0
     for draw in range(draws):
         try:
@@ -46,3 +47,16 @@ def test_each_wrong_answer_fails_its_cells_on_every_draw(wrong):
     for grade_id in sorted(wrong.fails):
         failed, draws = _failed_draws(answers, grade_id)
         assert failed == draws, (wrong.name, grade_id, failed, draws)
+
+
+def test_the_visible_checks_factor_typed_as_the_answer_fails_the_question_on_every_draw():
+    """The kit stores the factor of the visible check's rates (0.05, 0.5); typed in as the answer it passes that
+    check (the notebook's own run flags the disagreement) but not the grader's, which asks at rates of its own."""
+    from bncourse.checks import ex06_why_bn_works as cases
+    typed = cases.tuned_rate_cases()[0]["expected"]
+    wrong = wrong_answers.WrongAnswer(
+        "answer_typed_from_the_visible_check", "tuned_rate_factor",
+        (("    def effective_after(lr):\n", f"    return {typed!r}\n    def effective_after(lr):\n"),),
+        frozenset({"test_question"}))
+    failed, draws = _failed_draws(_answers(apply(wrong, SOLUTION)), "test_question")
+    assert failed == draws

@@ -337,3 +337,63 @@ def test_ex06_scale_invariance_effective_rate_and_sgd_steps():
         optimizer.step()
     for ours, theirs in zip(reference.mlp_parameters(reference.sgd_steps(net, x, y, 0.2, batches)), model.parameters()):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes, batch_norm", EX06_NETWORKS[:3])
+def test_ex06_missing_zero_grad_variants_are_what_torch_accumulates(sizes, batch_norm):
+    """The reference's ``stale`` and ``accumulate`` options (what a missing zero_grad gives, for the checks'
+    named mistakes) against torch code that leaves stale gradients in .grad and never resets them."""
+    net, x, y = _ex06_problem(sizes, batch_norm, seed=4)
+    rng = np.random.default_rng(1)
+    stale = [rng.normal(size=np.shape(p)) for p in reference.mlp_parameters(net)]
+    layer, lr, steps = len(sizes) - 2, 0.3, [0.05, 0.5, 0.2]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def stale_model():
+        model = _ex06_torch_model(net)
+        for p, s in zip(model.parameters(), stale):
+            p.grad = torch.from_numpy(s.copy())
+        return model
+
+    model = stale_model()
+    target = [m for m in model if isinstance(m, torch.nn.Linear)][layer].weight
+    below = [p for m in model[:list(model).index([m for m in model if isinstance(m, torch.nn.Linear)][layer])]
+             for p in m.parameters()]
+    torch.nn.functional.cross_entropy(model(xt), yt).backward()
+    before = target.grad.clone()
+    with torch.no_grad():
+        for p in below:
+            p -= lr * p.grad
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(xt), yt).backward()
+    l2, cosine = reference.gradient_change(net, x, y, layer, lr, stale=stale)
+    assert l2 == pytest.approx((before - target.grad).norm().item(), rel=1e-9)
+    assert cosine == pytest.approx(torch.nn.functional.cosine_similarity(before.flatten(), target.grad.flatten(),
+                                                                         dim=0).item(), rel=1e-9)
+
+    for with_stale in (False, True):
+        model = stale_model() if with_stale else _ex06_torch_model(net)
+        params = list(model.parameters())
+        saved = [p.detach().clone() for p in params]
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        g = [p.grad.clone() for p in params]
+        losses, changes = [], []
+        for eta in steps:                                  # no zero_grad between step sizes
+            with torch.no_grad():
+                for p, w, gp in zip(params, saved, g):
+                    p.copy_(w - eta * gp)
+            loss = torch.nn.functional.cross_entropy(model(xt), yt)
+            loss.backward()
+            losses.append(loss.item())
+            changes.append(torch.cat([(p.grad - gp).flatten() for p, gp in zip(params, g)]).norm().item())
+        ours = reference.loss_along_gradient(net, x, y, steps, stale=stale if with_stale else None, accumulate=True)
+        np.testing.assert_allclose(ours[0], losses, rtol=1e-10)
+        np.testing.assert_allclose(ours[1], changes, rtol=1e-9)
+
+    if batch_norm:
+        model = stale_model()
+        weight = [m for m in model if isinstance(m, torch.nn.Linear)][1].weight
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        _, cosine = reference.effective_learning_rate(net, x, y, 1, lr, stale=stale)
+        expected = torch.nn.functional.cosine_similarity(weight.detach().flatten(), weight.grad.flatten(), dim=0)
+        assert cosine == pytest.approx(expected.item(), rel=1e-9)

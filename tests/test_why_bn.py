@@ -36,6 +36,21 @@ def test_variants_of_a_batch_norm_network_keep_its_weights_and_put_their_layers_
     assert not any(isinstance(m, nn.BatchNorm1d) for m in why_bn.network(3, batch_norm=False, depth=3, width=8))
 
 
+def test_init_scale_scales_the_hidden_weights_only_so_batch_norm_computes_the_same_function():
+    small, he = why_bn.network(2, depth=3, width=8, init_scale=0.1), why_bn.network(2, depth=3, width=8)
+    *hidden_small, out_small = _linear_weights(small)
+    *hidden_he, out_he = _linear_weights(he)
+    assert all(torch.allclose(a, 0.1 * b) for a, b in zip(hidden_small, hidden_he))
+    assert torch.equal(out_small, out_he)
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():           # the same function up to batch norm's eps; not without batch norm
+        difference = (small.double()(x) - he.double()(x)).abs().max() / he.double()(x).abs().max()
+        plain = [why_bn.network(2, depth=3, width=8, batch_norm=False, init_scale=scale).double()(x)
+                 for scale in (0.1, 1.0)]
+    assert difference < 0.02
+    assert (plain[0] - plain[1]).abs().max() > 0.5 * plain[1].abs().max()
+
+
 def test_noise_after_batch_norm_changes_at_every_step_in_training_and_never_in_eval():
     noise = why_bn.NoiseAfterBatchNorm(5, shift=1.0, spread=0.5, seed=0)
     x = torch.randn(7, 5)

@@ -345,20 +345,27 @@ def _cosine(a, b):
         return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def layer_gradients_before_and_after(net, x, y, layer, lr, moved=None, second_batch=None):
+def layer_gradients_before_and_after(net, x, y, layer, lr, moved=None, second_batch=None, sign=1.0,
+                                     second_mode="train", stale=None):
     """The gradient G of linear layer ``layer``'s weight on the batch ``(x, y)``, and the gradient G' of
     the same weight after every parameter of the layers below it took one SGD step of rate ``lr`` (with
     the gradients of G's backward pass), on the same batch.
 
     ``moved`` (the indices, in :func:`mlp_parameters`' order, of the parameters that take the step; by
-    default those of the layers below ``layer``) and ``second_batch`` (the batch of G'; by default
-    ``(x, y)``) exist so that the checks can compute what known mistakes give."""
+    default those of the layers below ``layer``), ``second_batch`` (the batch of G'; by default
+    ``(x, y)``), ``sign`` (-1: the step goes uphill), ``second_mode`` (the mode of G''s pass) and
+    ``stale`` (gradients already in ``.grad`` before the first backward pass, one per parameter, which
+    a missing ``zero_grad`` adds to the first pass's gradients: to G and to the step) exist so that the
+    checks can compute what known mistakes give."""
     params = mlp_parameters(net)
     if moved is None:
         moved = [i for i, owner in enumerate(mlp_parameter_layers(net)) if owner < layer]
     _, grads = mlp_loss_and_gradients(net, x, y)
-    stepped = [p - lr * g if i in moved else p for i, (p, g) in enumerate(zip(params, grads))]
-    _, grads_after = mlp_loss_and_gradients(mlp_with_parameters(net, stepped), *(second_batch or (x, y)))
+    if stale is not None:
+        grads = [g + s for g, s in zip(grads, stale)]
+    stepped = [p - sign * lr * g if i in moved else p for i, (p, g) in enumerate(zip(params, grads))]
+    _, grads_after = mlp_loss_and_gradients(mlp_with_parameters(net, stepped), *(second_batch or (x, y)),
+                                            mode=second_mode)
     target = mlp_layout(net).index((layer, "weight"))
     return grads[target], grads_after[target]
 
@@ -372,47 +379,62 @@ def gradient_change(net, x, y, layer, lr, **mistake):
 
 
 def loss_along_gradient(net, x, y, step_sizes, sign=1.0, cumulative=False, loss_mode="train",
-                        gradient_mode="train", change="difference", parameters=None):
+                        gradient_mode="train", change="difference", parameters=None, stale=None,
+                        accumulate=False):
     """Santurkar et al.'s look at the landscape from the network's parameters w along their gradient g
     (every parameter, on the batch ``(x, y)``): for each step size eta, the loss at ``w - eta * g`` and
     the l2 norm of the change of the whole gradient there, ``|g(w) - g(w - eta * g)|``. Returns
     ``(losses, changes)``, arrays with one entry per step size.
 
     ``sign`` (-1 steps uphill), ``cumulative`` (the steps add up instead of each starting from w), the
-    modes in which the losses and the gradients are taken, ``change="norms"`` (``| |g(w)| - |g(w')| |``
-    instead of the norm of the difference) and ``parameters`` (the indices, in :func:`mlp_parameters`'
-    order, of the parameters whose gradients count; by default all) exist so that the checks can compute
-    what known mistakes give."""
+    modes in which the losses and the gradients are taken, ``change`` (``"norms"``: ``| |g(w)| - |g(w')| |``
+    instead of the norm of the difference; ``"sum of norms"``: the sum over parameters of each one's
+    norm of the difference), ``parameters`` (the indices, in :func:`mlp_parameters`' order, of the
+    parameters whose gradients count; by default all), ``stale`` (gradients already in ``.grad`` before
+    the first backward pass, which a missing ``zero_grad`` adds to g: the direction and the reference
+    of the change) and ``accumulate`` (no ``zero_grad`` between step sizes: ``.grad`` holds g plus every
+    gradient taken so far) exist so that the checks can compute what known mistakes give."""
     params = mlp_parameters(net)
     counted = range(len(params)) if parameters is None else parameters
     _, grads = mlp_loss_and_gradients(net, x, y, mode=gradient_mode)
+    if stale is not None:
+        grads = [g + s for g, s in zip(grads, stale)]
     losses, changes, travelled = [], [], 0.0
+    held = [np.zeros_like(g) for g in grads]           # what .grad has gathered beyond g
     for eta in step_sizes:
         travelled = travelled + eta if cumulative else eta
         moved = mlp_with_parameters(net, [p - sign * travelled * g for p, g in zip(params, grads)])
         losses.append(mlp_loss_and_gradients(moved, x, y, mode=loss_mode)[0])
         _, grads_there = mlp_loss_and_gradients(moved, x, y, mode=gradient_mode)
+        if accumulate:
+            held = [h + g for h, g in zip(held, grads_there)]
+            grads_there = [g + h for g, h in zip(grads, held)]
         if change == "norms":
             norm_here = np.sqrt(sum((grads[i] ** 2).sum() for i in counted))
             norm_there = np.sqrt(sum((grads_there[i] ** 2).sum() for i in counted))
             changes.append(abs(norm_here - norm_there))
+        elif change == "sum of norms":
+            changes.append(sum(np.linalg.norm(grads[i] - grads_there[i]) for i in counted))
         else:
             changes.append(np.sqrt(sum(((grads[i] - grads_there[i]) ** 2).sum() for i in counted)))
     return np.array(losses), np.array(changes)
 
 
-def effective_learning_rate(net, x, y, layer, lr, mode="train", power=2, parameter=None):
+def effective_learning_rate(net, x, y, layer, lr, mode="train", power=2, parameter=None, stale=None):
     """The effective learning rate ``lr / |W|^2`` of the weight W of linear layer ``layer`` (a layer that
     batch norm follows, so that the loss does not change when W is scaled) and the cosine between W and
     the gradient of the loss on ``(x, y)`` with respect to it, which scale invariance makes 0 (up to
     batch norm's eps). Returns ``(effective_lr, cosine)``.
 
-    ``mode``, ``power`` (of the norm) and ``parameter`` (the index, in :func:`mlp_parameters`' order, of
-    the tensor to use instead of W) exist so that the checks can compute what known mistakes give."""
+    ``mode``, ``power`` (of the norm), ``parameter`` (the index, in :func:`mlp_parameters`' order, of
+    the tensor to use instead of W) and ``stale`` (gradients already in ``.grad``, one per parameter,
+    which a missing ``zero_grad`` adds to the gradient) exist so that the checks can compute what known
+    mistakes give."""
     index = mlp_layout(net).index((layer, "weight")) if parameter is None else parameter
     weight = mlp_parameters(net)[index]
     _, grads = mlp_loss_and_gradients(net, x, y, mode=mode)
-    return float(lr / np.linalg.norm(weight) ** power), _cosine(weight, grads[index])
+    gradient = grads[index] if stale is None else grads[index] + stale[index]
+    return float(lr / np.linalg.norm(weight) ** power), _cosine(weight, gradient)
 
 
 def sgd_steps(net, x, y, lr, batches):

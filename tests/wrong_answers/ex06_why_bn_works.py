@@ -33,6 +33,32 @@ WRONG_ANSWERS = [
         (("            p -= lr * p.grad\n    model.zero_grad()\n", "            p -= lr * p.grad\n"),),
         frozenset({"test_gradient_change"}), says="not reset before the second backward"),
     WrongAnswer(
+        "no_zero_grad_before_the_first_gradient", "gradient_change",
+        (("    saved = copy.deepcopy(model.state_dict())\n    model.zero_grad()\n",
+          "    saved = copy.deepcopy(model.state_dict())\n"),),
+        frozenset({"test_gradient_change"}), says="not reset before the first backward pass"),
+    WrongAnswer(
+        "no_zero_grad_at_all", "gradient_change",
+        (("    saved = copy.deepcopy(model.state_dict())\n    model.zero_grad()\n",
+          "    saved = copy.deepcopy(model.state_dict())\n"),
+         ("            p -= lr * p.grad\n    model.zero_grad()\n", "            p -= lr * p.grad\n")),
+        frozenset({"test_gradient_change"}), says="the gradients were never reset"),
+    WrongAnswer(
+        "layers_below_step_uphill", "gradient_change",
+        (("p -= lr * p.grad", "p += lr * p.grad"),),
+        frozenset({"test_gradient_change"}), says="the layers below moved uphill"),
+    WrongAnswer(
+        "only_the_linear_weights_below_move", "gradient_change",
+        (("below = [p for module in model[:position] for p in module.parameters()]",
+          "below = [m.weight for m in model[:position] if isinstance(m, nn.Linear)]"),),
+        frozenset({"test_gradient_change"}), says="only the weights of the linear layers below"),
+    WrongAnswer(
+        "second_gradient_in_eval_mode", "gradient_change",
+        (("    model.zero_grad()\n    F.cross_entropy(model(x), y).backward()\n    after = ",
+          "    model.eval()\n    model.zero_grad()\n    F.cross_entropy(model(x), y).backward()\n    model.train()\n"
+          "    after = "),),
+        frozenset({"test_gradient_change"}), says="G' was taken in eval mode"),
+    WrongAnswer(
         "steps_uphill", "loss_landscape",
         (("p.copy_(w - eta * gp)", "p.copy_(w + eta * gp)"),),
         frozenset({"test_loss_landscape"}), says="moved uphill"),
@@ -61,27 +87,70 @@ WRONG_ANSWERS = [
         (("    with torch.no_grad():\n        for p, w in zip(params, saved):\n            p.copy_(w)\n", ""),),
         frozenset({"test_loss_landscape"}), says="the call changed the model"),
     WrongAnswer(
+        "no_zero_grad_before_g", "loss_landscape",
+        (("    model.zero_grad()\n    F.cross_entropy(model(x), y).backward()\n    g = ",
+          "    F.cross_entropy(model(x), y).backward()\n    g = "),),
+        frozenset({"test_loss_landscape"}), says="not reset before the first backward pass"),
+    WrongAnswer(
+        "no_zero_grad_between_step_sizes", "loss_landscape",
+        (("        model.zero_grad()\n        loss = F.cross_entropy", "        loss = F.cross_entropy"),),
+        frozenset({"test_loss_landscape"}), says="not reset between step sizes"),
+    WrongAnswer(
+        "change_per_unit_of_distance", "loss_landscape",
+        (("changes.append(squared.sqrt().item())",
+          "changes.append((squared.sqrt() / (eta * sum((gp ** 2).sum() for gp in g).sqrt())).item())"),),
+        frozenset({"test_loss_landscape"}), says="divided by |eta g|"),
+    WrongAnswer(
+        "sum_of_per_parameter_norms", "loss_landscape",
+        (("        squared = sum(((p.grad - gp) ** 2).sum() for p, gp in zip(params, g))\n"
+          "        changes.append(squared.sqrt().item())\n",
+          "        changes.append(sum((p.grad - gp).norm() for p, gp in zip(params, g)).item())\n"),),
+        frozenset({"test_loss_landscape"}), says="the sum of each parameter's"),
+    WrongAnswer(
         "norm_not_squared", "effective_learning_rate",
         (("lr / weight.norm().item() ** 2", "lr / weight.norm().item()"),),
-        frozenset({"test_effective_lr", "test_question"}), says="that is lr / |W|"),
+        frozenset({"test_effective_lr"}), says="that is lr / |W|"),
     WrongAnswer(
         "indexes_the_sequential", "effective_learning_rate",
         (("weight = [m for m in model if isinstance(m, nn.Linear)][layer].weight", "weight = model[layer].weight"),),
-        frozenset({"test_effective_lr", "test_question"}), says="indexing the nn.Sequential counts every module"),
+        frozenset({"test_effective_lr"}), says="indexing the nn.Sequential counts every module"),
+    WrongAnswer(
+        "counts_the_linear_layers_from_one", "effective_learning_rate",
+        (("isinstance(m, nn.Linear)][layer].weight", "isinstance(m, nn.Linear)][layer - 1].weight"),),
+        frozenset({"test_effective_lr"}), says="one layer too early"),
+    WrongAnswer(
+        "skips_the_first_linear_layer", "effective_learning_rate",
+        (("isinstance(m, nn.Linear)][layer].weight", "isinstance(m, nn.Linear)][layer + 1].weight"),),
+        frozenset({"test_effective_lr"}), says="one layer too far"),
+    WrongAnswer(
+        "no_zero_grad_before_the_gradient", "effective_learning_rate",
+        (("    model.zero_grad()\n", ""),),
+        frozenset({"test_effective_lr"}), says="not reset before the backward pass"),
+    WrongAnswer(
+        "cosine_without_its_sign", "effective_learning_rate",
+        (('"cosine": cosine.item()', '"cosine": abs(cosine.item())'),),
+        frozenset({"test_effective_lr"}), says="that is |cos(W, g)|"),
     WrongAnswer(
         "gradient_in_eval_mode", "effective_learning_rate",
         (("    model.zero_grad()\n", "    model.eval()\n    model.zero_grad()\n"),),
-        frozenset({"test_effective_lr", "test_question"}), says="gradient was taken in eval mode"),
+        frozenset({"test_effective_lr"}), says="gradient was taken in eval mode"),
     WrongAnswer(
         "answer_inverted", "tuned_rate_factor",
-        (('return rate_tuning_run(0.5)["after"] / rate_tuning_run(0.05)["after"]',
-          'return rate_tuning_run(0.05)["after"] / rate_tuning_run(0.5)["after"]'),),
-        frozenset({"test_question"}), says="does not agree with your own run"),
+        (("return float(effective_after(large_lr) / effective_after(small_lr))",
+          "return float(effective_after(small_lr) / effective_after(large_lr))"),),
+        frozenset({"test_question"}), says="divided by the one at"),
     WrongAnswer(
         "answer_from_before_training", "tuned_rate_factor",
-        (('return rate_tuning_run(0.5)["after"] / rate_tuning_run(0.05)["after"]',
-          'return rate_tuning_run(0.5)["before"] / rate_tuning_run(0.05)["before"]'),),
-        frozenset({"test_question"}), says="does not agree with your own run"),
+        (('rate_tuning_run(lr)["weight_after"]', 'rate_tuning_run(lr)["weight_before"]'),),
+        frozenset({"test_question"}), says="ratio of the learning rates"),
+    WrongAnswer(
+        "question_norm_not_squared", "tuned_rate_factor",
+        (("return lr / (weight ** 2).sum()", "return lr / np.sqrt((weight ** 2).sum())"),),
+        frozenset({"test_question"}), says="what an effective rate of lr / |W| gives"),
+    WrongAnswer(
+        "question_without_the_learning_rates", "tuned_rate_factor",
+        (("return lr / (weight ** 2).sum()", "return 1 / (weight ** 2).sum()"),),
+        frozenset({"test_question"}), says="the ratio of 1 / |W|^2 alone"),
 ]
 
 CORRECT_ANSWERS = [
@@ -118,10 +187,18 @@ CORRECT_ANSWERS = [
           '    return {"effective_lr": lr / float(w @ w), "cosine": float(w @ g / (w.norm() * g.norm()))}'),),
         frozenset()),
     WrongAnswer(
-        "answer_from_the_runs_as_tensors", "tuned_rate_factor",
-        (('return rate_tuning_run(0.5)["after"] / rate_tuning_run(0.05)["after"]',
-          'runs = [rate_tuning_run(lr) for lr in (0.05, 0.5)]\n'
-          '    return float(np.float64(runs[1]["after"]) / runs[0]["after"])'),),
+        "answer_from_matrix_norms", "tuned_rate_factor",
+        (("    def effective_after(lr):\n        weight = rate_tuning_run(lr)[\"weight_after\"]\n"
+          "        return lr / (weight ** 2).sum()\n"
+          "    return float(effective_after(large_lr) / effective_after(small_lr))",
+          "    runs = {lr: rate_tuning_run(lr)[\"weight_after\"] for lr in (small_lr, large_lr)}\n"
+          "    rates = {lr: lr / np.linalg.norm(w) ** 2 for lr, w in runs.items()}\n"
+          "    return rates[large_lr] / rates[small_lr]"),),
+        frozenset()),
+    WrongAnswer(
+        "answer_as_a_torch_scalar", "tuned_rate_factor",
+        (("    return float(effective_after(large_lr) / effective_after(small_lr))",
+          "    return torch.as_tensor(effective_after(large_lr)) / effective_after(small_lr)"),),
         frozenset()),
 ]
 

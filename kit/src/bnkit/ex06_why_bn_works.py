@@ -6,9 +6,9 @@ The checks can pass only arrays, so the notebook has given wrappers (read-only c
 network from a dict of arrays, call the student's function on it and return a dict of named results.
 Each ``verify_*`` function calls a wrapper on the given cases and compares what comes back with the
 stored expected results, and with the results of known mistakes; the notebook's ``check_*`` functions
-run them on the cases stored in the kit. The question's visible check compares the answer with the
-student's own run and with the reference run's factor, stored as data: an answer passes only when it
-agrees with both, so the stored factor is of no use without a run that gives it.
+run them on the cases stored in the kit. The question's check first compares the student's own runs of
+the given training run with the reference runs (stored as data), then the answer with the factor those
+runs give; the grader asks the same question at learning rates of its own.
 """
 
 from __future__ import annotations
@@ -156,42 +156,36 @@ def verify_effective_lr(effective_lr_outputs, cases):
 # Part 4: the question, answered from the student's own run
 # ---------------------------------------------------------------------------------------------
 
-def verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, case):
-    """The answer against the student's own run (``rate_tuning_run``, a given wrapper that trains the
-    question's network and calls their ``effective_learning_rate``) and against the reference run's factor
-    (``case["expected"]``), both within ``case["rtol"]``."""
-    subject = "tuned_rate_factor()"
-    rtol = case["rtol"]
-    answer = tuned_rate_factor()
-    try:
-        number = None if isinstance(answer, (bool, str)) else np.asarray(answer, dtype=np.float64)
-    except (TypeError, ValueError, RuntimeError):   # RuntimeError: a tensor that requires grad
-        number = None
-    if number is None or number.shape != ():
-        _fail(subject, f"the answer should be one number, but it is {answer!r}.",
-              "return a Python float, e.g. `return 2.5`, or compute it from rate_tuning_run.")
-    answer = float(number)
-    if not np.isfinite(answer) or answer <= 0:
-        _fail(subject, f"the answer {answer} is not a positive number; a ratio of two learning rates is.")
-    runs = {}
-    for key in ("small_lr", "large_lr"):
-        run = _given_entries(rate_tuning_run(case[key]), subject, "rate_tuning_run", ("before", "after"))
-        runs[key] = _number(run["after"], subject, f"the effective rate after training at lr = {case[key]}")
-    small, large = float(runs["small_lr"]), float(runs["large_lr"])
-    if not np.isclose(answer * small, large, rtol=rtol, atol=0):
-        _fail(subject, f"your answer {answer:.4g} does not agree with your own run: with your "
-                       f"effective_learning_rate, the effective rate after training is {small:.4g} at "
-                       f"lr = {case['small_lr']} and {large:.4g} at lr = {case['large_lr']}.",
-              f"the answer is the second divided by the first, to at least three significant digits (accepted "
-              f"within {rtol:.0%}).")
-    if not np.isclose(answer, case["expected"], rtol=rtol, atol=0):
-        known = next((m.explanation for m in case["mistakes"]
-                      if np.isclose(answer, m.expected_if_made, rtol=rtol, atol=0)), None)
-        _fail(subject, f"your answer {answer:.4g} agrees with your run but not with the reference run "
-                       f"(accepted within {rtol:.0%})." + (f" It matches a known mistake: {known}" if known else ""),
-              None if known else "check effective_learning_rate (Part 3) on a network of your own: its result "
-                                 "should not change when W is multiplied by 2 and lr by 4.")
-    _passed(f"tuned_rate_factor() = {answer:.4g} agrees with your run and with the reference run.")
+def verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, cases):
+    """``tuned_rate_factor(small_lr, large_lr)``: for each case, first the student's own runs of the given
+    ``rate_tuning_run`` at both rates against the reference runs' weights (the runs are given code, so they
+    agree unless the given cells were changed), then the answer against the factor those runs give,
+    naming the known mistakes."""
+    for case in cases:
+        small, large = case["small_lr"], case["large_lr"]
+        subject = f"tuned_rate_factor({small}, {large})"
+        for run in case["runs"]:
+            call = f"rate_tuning_run({run['lr']})"
+            out = _given_entries(rate_tuning_run(run["lr"]), subject, "rate_tuning_run",
+                                 ("weight_before", "weight_after"))
+            for key in ("weight_before", "weight_after"):
+                _compare(subject, f'your run {call}["{key}"]', out[key], run[key],
+                         hint="the runs are given code: restore the given cells (question_problem, "
+                              "rate_tuning_run) from a fresh copy of the notebook and run them again.")
+        answer = tuned_rate_factor(small, large)
+        try:
+            number = None if isinstance(answer, (bool, str)) else np.asarray(answer, dtype=np.float64)
+        except (TypeError, ValueError, RuntimeError):   # RuntimeError: a tensor that requires grad
+            number = None
+        if number is None or number.shape != ():
+            _fail(subject, f"the answer should be one number, but it is {answer!r}.",
+                  "return a Python float computed from the two runs.")
+        _compare(subject, "the factor", number, case["expected"], case["mistakes"],
+                 hint=f"run rate_tuning_run({small}) and rate_tuning_run({large}); each run's effective rate after "
+                      "training is its lr / |W|^2, with |W| the norm of the whole \"weight_after\" matrix; the "
+                      "answer is the second run's divided by the first's.")
+    _passed("tuned_rate_factor gives how many times larger the effective rate ends at the larger learning rate, "
+            "from your own runs.")
 
 
 check_gradient_change = stored_check(EXERCISE, verify_gradient_change)

@@ -1,14 +1,15 @@
 """Cases for the checks of Exercise 6: Santurkar et al.'s gradient-change measure, the loss along the
 gradient with the gradient predictiveness, the effective learning rate of a scale-invariant weight with
-the orthogonality of its gradient, and a question answered from the student's own run.
+the orthogonality of its gradient, and a question answered from the student's own runs of a given
+training run.
 
 The grader can pass only arrays, so the notebook has given wrappers that build a float64
 ``Linear -> [BatchNorm1d] -> ReLU`` network from a dict of arrays (the layout of
-:func:`bncourse.reference.mlp_parameters`), call the student's function on it and return a dict of named
-results. Each ``*_cases`` function draws networks and data from its parameters and computes, with the
-NumPy reference (:func:`bncourse.reference.gradient_change`, ``loss_along_gradient``,
-``effective_learning_rate``, ``sgd_steps``; tested against torch autograd), the expected results and those
-of known mistakes. The mini-batch of Part 1 and the question's mini-batches are drawn with
+:func:`bncourse.reference.mlp_parameters`), with stale gradients in every ``.grad``
+(:func:`stale_gradients`), call the student's function on it and return a dict of named results. Each
+``*_cases`` function draws networks and data from its parameters and computes, with the NumPy reference
+(:func:`bncourse.reference.gradient_change`, ``loss_along_gradient``, ``effective_learning_rate``,
+``sgd_steps``; tested against torch autograd), the expected results and those of known mistakes. The mini-batch of Part 1 and the question's mini-batches are drawn with
 ``torch.randint`` from seeded generators, as the notebook specifies. The comparison is the student kit's
 (:mod:`bnkit.ex06_why_bn_works`).
 """
@@ -68,6 +69,21 @@ def parameter_names(net):
              "beta": "batch norm's bias (beta)"}
     return [f"{words[role]} of hidden layer {i}" if role in ("gamma", "beta") else f"linear layer {i}'s {role}"
             for i, role in reference.mlp_layout(net)]
+
+
+#: The seed of the stale gradients that the notebook's given ``build_mlp`` leaves in every parameter's
+#: ``.grad`` (standard normal numbers, as if from an earlier backward pass): a function that forgets
+#: ``model.zero_grad()`` adds them to its gradients.
+STALE_SEED = 6
+
+
+def stale_gradients(net):
+    """The ``.grad`` of every parameter (in ``model.parameters()``' order) of a model fresh from the
+    notebook's ``build_mlp``: ``torch.randn`` draws from a generator seeded with :data:`STALE_SEED`."""
+    torch = _torch()
+    generator = torch.Generator().manual_seed(STALE_SEED)
+    return [torch.randn(np.shape(p), generator=generator, dtype=torch.float64).numpy()
+            for p in reference.mlp_parameters(net)]
 
 
 def sampled_batches(n, batch_size, seed, count):
@@ -153,6 +169,9 @@ def _gradient_change_case(rng, sizes, batch_norm, layer, lr, batch_size, n_train
     def variant(explanation, **mistake):
         return reference.gradient_change(net, x, y, layer, lr, **mistake), explanation
 
+    stale = stale_gradients(net)
+    stale_before, stale_after = reference.layer_gradients_before_and_after(net, x, y, layer, lr, stale=stale)
+    weights_below = [i for i, (owner, role) in enumerate(layout) if owner < layer and role == "weight"]
     accumulated = before + after
     mistakes = [
         variant("the second gradient was taken on another mini-batch (a second torch.randint draw from the "
@@ -171,7 +190,22 @@ def _gradient_change_case(rng, sizes, batch_norm, layer, lr, batch_size, n_train
          "Call model.zero_grad() before each backward pass."),
         ((l2 / float(np.linalg.norm(before)), cosine), "l2 was divided by |G|: return the plain norm of the "
                                                         "difference, |G - G'|."),
+        (reference.gradient_change(net, x, y, layer, lr, stale=stale),
+         "the gradients were not reset before the first backward pass: the model comes with gradients in .grad "
+         "from an earlier pass, and backward() adds to them, so G and the step were off. Call model.zero_grad() "
+         "before each backward pass."),
+        ((float(np.linalg.norm(stale_after)), reference._cosine(stale_before, stale_before + stale_after)),
+         "the gradients were never reset: the model comes with gradients in .grad from an earlier pass, and "
+         "each backward() adds to them. Call model.zero_grad() before each backward pass."),
+        variant("the layers below moved uphill, p += lr * p.grad. An SGD step goes downhill: p -= lr * p.grad.",
+                sign=-1.0),
+        variant(f"only the weights of the linear layers below layer {layer} took the step. Every parameter of the "
+                "modules before it moves: biases, and batch norm's gamma and beta, too.", moved=weights_below),
     ]
+    if batch_norm:
+        mistakes.append(variant("G' was taken in eval mode (batch norm's running statistics). Both gradients are "
+                                "taken in train mode, as SGD sees them: leave the model in train mode.",
+                                second_mode="eval"))
     if not _told_apart((l2, cosine), mistakes):
         return None
     return {"inputs": {"net": net, "x_train": x_train, "y_train": y_train, "layer": layer, "lr": lr,
@@ -200,6 +234,7 @@ def _loss_landscape_case(rng, sizes, batch_norm, n, step_sizes):
     if np.sqrt(sum((g ** 2).sum() for g in reference.mlp_loss_and_gradients(net, x, y)[1])) < 1e-6:
         return None
     weights = [i for i, (_, role) in enumerate(reference.mlp_layout(net)) if role == "weight"]
+    stale = stale_gradients(net)
     variants = [
         ("the parameters moved uphill, to w + eta * g. A step along the gradient goes downhill: "
          "p -= eta * g.", dict(sign=-1.0)),
@@ -213,9 +248,23 @@ def _loss_landscape_case(rng, sizes, batch_norm, n, step_sizes):
          "difference, |g(w) - g(w - eta g)|.", dict(change="norms")),
         ("only the linear layers' weights were counted in the gradient change; count every parameter "
          "(biases, batch norm's gamma and beta too).", dict(parameters=weights)),
+        ("that is the sum of each parameter's |g_p - g'_p|; the change is one norm over all the parameters "
+         "together, the square root of the sum of every squared difference.", dict(change="sum of norms")),
+        ("the gradients were not reset before the first backward pass: the model comes with gradients in .grad "
+         "from an earlier pass, and backward() adds to them, so g was off. Call model.zero_grad() before each "
+         "backward pass.", dict(stale=stale)),
+        ("the gradients were not reset between step sizes, so each g' is added to the ones before it. Call "
+         "model.zero_grad() before each backward pass.", dict(accumulate=True)),
+        ("the gradients were never reset: the model comes with gradients in .grad from an earlier pass, and "
+         "each backward() adds to them. Call model.zero_grad() before each backward pass.",
+         dict(stale=stale, accumulate=True)),
     ]
     mistakes = [(reference.loss_along_gradient(net, x, y, steps, **mistake), explanation)
                 for explanation, mistake in variants]
+    g_norm = np.sqrt(sum((g ** 2).sum() for g in reference.mlp_loss_and_gradients(net, x, y)[1]))
+    mistakes.append(((losses, changes / (steps * g_norm)),
+                     "that is the change divided by |eta g|, the change per unit of distance; return the change "
+                     "itself, |g - g'|."))
     return {"inputs": {"net": net, "x": x, "y": y, "step_sizes": [float(s) for s in steps]},
             **_outputs({"losses": losses, "gradient_changes": changes}, mistakes),
             "parameters": reference.mlp_parameters(net), "parameter_names": parameter_names(net)}
@@ -237,24 +286,35 @@ def _sequential_module(net, position):
 def effective_lr_cases(cases=(((5, 6, 6, 3), 1, 0.2, 12), ((4, 5, 5, 5, 5, 3), 3, 0.05, 9)), seed=13):
     """Batch norm networks (``(sizes, layer, lr, n)``) and batches; the expected effective learning rate
     of linear layer ``layer``'s weight and the cosine between it and its gradient, and what known mistakes
-    give for each."""
+    give for each. The first case is drawn until its cosine is negative (beyond rounding), so that an
+    answer that drops the cosine's sign fails."""
     rng = np.random.default_rng(seed)
-    return [_usable(_effective_lr_case, rng, *case) for case in cases]
+    return [_usable(_effective_lr_case, rng, *case, index == 0) for index, case in enumerate(cases)]
 
 
-def _effective_lr_case(rng, sizes, layer, lr, n):
+#: The smallest |cosine| a case with a negative cosine may have: twice it is far beyond the checks'
+#: tolerance (1e-9 and 1e-7 relative), so that |cosine| and cosine are told apart.
+NEGATIVE_COSINE_BELOW = -1e-8
+
+
+def _effective_lr_case(rng, sizes, layer, lr, n, negative=False):
     net = network(rng, sizes, batch_norm=True, scale=float(rng.uniform(0.3, 3.0)))
     x, y = classes(rng, n, sizes[0], sizes[-1])
     gradient = reference.mlp_loss_and_gradients(net, x, y)[1][reference.mlp_layout(net).index((layer, "weight"))]
     if np.linalg.norm(gradient) < 1e-6:
         return None
     effective, cosine = reference.effective_learning_rate(net, x, y, layer, lr)
+    if negative and not cosine < NEGATIVE_COSINE_BELOW:
+        return None
     variants = [
         ("that is lr / |W|; the effective rate is lr / |W|^2 (the gradient shrinks like 1/|W| too).",
          dict(power=1)),
         ("that is lr * |W|^2; the effective rate is lr / |W|^2.", dict(power=-2)),
         ("the gradient was taken in eval mode, where batch norm uses its running statistics and W is not "
          "scale invariant. Take it in train mode.", dict(mode="eval")),
+        ("the gradients were not reset before the backward pass: the model comes with gradients in .grad from "
+         "an earlier pass, and backward() adds to them. Call model.zero_grad() first.",
+         dict(stale=stale_gradients(net))),
     ]
     kind, index = _sequential_module(net, layer)
     layout = reference.mlp_layout(net)
@@ -265,11 +325,20 @@ def _effective_lr_case(rng, sizes, layer, lr, n):
                          f"(Linear, BatchNorm1d, ReLU, ...). Take linear layer {layer}: "
                          f"[m for m in model if isinstance(m, nn.Linear)][{layer}].",
                          dict(parameter=layout.index((index, role)))))
-    if layer + 1 < len(sizes) - 2:
-        variants.append((f"that is linear layer {layer + 1}'s weight; count the linear layers from 0.",
-                         dict(parameter=layout.index((layer + 1, "weight")))))
+    if layer + 1 < len(sizes) - 1:
+        variants.append((f"that is linear layer {layer + 1}'s weight, one layer too far: the first nn.Linear is "
+                         f"linear layer 0, so linear layer {layer} is [m for m in model if isinstance(m, "
+                         f"nn.Linear)][{layer}].", dict(parameter=layout.index((layer + 1, "weight")))))
+    if layer >= 1:
+        variants.append((f"that is linear layer {layer - 1}'s weight, one layer too early: count the linear "
+                         f"layers from 0 (the first nn.Linear is linear layer 0), so linear layer {layer} is "
+                         f"[m for m in model if isinstance(m, nn.Linear)][{layer}], not [{layer} - 1].",
+                         dict(parameter=layout.index((layer - 1, "weight")))))
     mistakes = [(reference.effective_learning_rate(net, x, y, layer, lr, **mistake), explanation)
                 for explanation, mistake in variants]
+    if cosine < NEGATIVE_COSINE_BELOW:
+        mistakes.append(((effective, abs(cosine)), "that is |cos(W, g)|: the cosine keeps its sign (it is "
+                                                   "negative here); return (W * g).sum() / (|W| |g|) as it is."))
     if not _told_apart((effective, cosine), mistakes, atol=1e-9):
         return None
     return {"inputs": {"net": net, "x": x, "y": y, "layer": layer, "lr": lr},
@@ -280,9 +349,9 @@ def _effective_lr_case(rng, sizes, layer, lr, n):
 # Part 4: the question, answered from the student's own run
 # ---------------------------------------------------------------------------------------------
 
-#: The question: the notebook's given ``rate_tuning_run(lr)`` trains the question's network at each rate.
-QUESTION = {"small_lr": 0.05, "large_lr": 0.5, "steps": 100, "batch_size": 32, "layer": 1, "measured_on": 64,
-            "rtol": 0.01}
+#: The question: the notebook's given ``rate_tuning_run(lr)`` trains the question's network at a rate and
+#: returns the weight of linear layer ``layer`` before and after; the answer compares two such runs.
+QUESTION = {"steps": 100, "batch_size": 32, "layer": 1}
 
 
 def question_problem():
@@ -300,44 +369,45 @@ def question_problem():
     return net, x, y
 
 
-def _effective_rates_after_training(lr, variants):
-    """The reference's run of the question at rate ``lr`` (the notebook's ``rate_tuning_run``): the effective
-    rate of linear layer 1 after training, as computed with each of ``variants`` (keyword arguments of
-    :func:`bncourse.reference.effective_learning_rate`; ``{}`` is the right one)."""
+@functools.lru_cache(maxsize=16)
+def _reference_run(lr):
+    """The reference's run of the notebook's ``rate_tuning_run(lr)``: the weight of linear layer 1 before
+    and after ``QUESTION["steps"]`` plain SGD steps at rate ``lr`` on the notebook's mini-batches."""
     net, x, y = question_problem()
     batches = sampled_batches(len(y), QUESTION["batch_size"], 0, QUESTION["steps"])
     trained = reference.sgd_steps(net, x, y, lr, batches)
-    measured = QUESTION["measured_on"]
-    return [reference.effective_learning_rate(trained, x[:measured], y[:measured], QUESTION["layer"], lr, **variant)[0]
-            for variant in variants]
+    layer = QUESTION["layer"]
+    return net["weights"][layer], trained["weights"][layer]
 
 
-def tuned_rate_cases():
-    """The question's settings, the factor the reference run finds and what known mistakes give. (The kit
-    stores them: an answer passes only when it also agrees with the student's own run, so the stored factor
-    is of no use to anyone whose run does not give it.)"""
-    return copy.deepcopy(_tuned_rate_case())
-
-
-@functools.lru_cache(maxsize=1)
-def _tuned_rate_case():
-    """The question's case, computed once per process (the reference run is the same every time)."""
-    variants = [{}, {"power": 1}]
-    (small, small_norm), (large, large_norm) = (_effective_rates_after_training(QUESTION[key], variants)
-                                                for key in ("small_lr", "large_lr"))
-    factor = large / small
-    mistakes = [
-        Mistake(1 / factor, "that is the effective rate at lr = 0.05 divided by the one at lr = 0.5; the question "
-                            "asks for the one at the larger rate divided by the one at the smaller."),
-        Mistake(QUESTION["large_lr"] / QUESTION["small_lr"],
-                "that is (about) the ratio of the nominal learning rates, which is also the ratio before training, "
-                "and what a tensor whose norm training does not change gives. If your run says so, check that "
-                "effective_learning_rate (Part 3) takes the weight of linear layer `layer`."),
-        Mistake(large_norm / small_norm, "that is what an effective rate of lr / |W| gives: fix "
-                                         "effective_learning_rate (Part 3), which should give lr / |W|^2, and run the "
-                                         "question again."),
-    ]
-    return {**QUESTION, "expected": factor, "mistakes": mistakes}
+def tuned_rate_cases(rates=((0.05, 0.5),)):
+    """For each pair ``(small_lr, large_lr)``: the reference runs' weights (what the student's own runs of
+    the given ``rate_tuning_run`` must give), the factor by which the effective rate ``lr / |W|^2`` after
+    training at ``large_lr`` exceeds the one at ``small_lr``, and what known mistakes give."""
+    cases = []
+    for small_lr, large_lr in rates:
+        (start, small), (_, large) = _reference_run(float(small_lr)), _reference_run(float(large_lr))
+        norm = {name: float(np.linalg.norm(w)) for name, w in (("start", start), ("small", small),
+                                                                 ("large", large))}
+        factor = (large_lr / norm["large"] ** 2) / (small_lr / norm["small"] ** 2)
+        mistakes = [
+            Mistake(1 / factor, f"that is the effective rate at lr = {small_lr} divided by the one at "
+                                f"lr = {large_lr}; the question asks for the one at the larger rate divided by "
+                                "the one at the smaller."),
+            Mistake(large_lr / small_lr, "that is the ratio of the learning rates, which is also the ratio of the "
+                                         "effective rates before training (both runs start from the same "
+                                         "weights). Use the weights after training: \"weight_after\"."),
+            Mistake((large_lr / norm["large"]) / (small_lr / norm["small"]),
+                    "that is what an effective rate of lr / |W| gives; the effective rate is lr / |W|^2."),
+            Mistake(norm["small"] ** 2 / norm["large"] ** 2,
+                    "that is the ratio of 1 / |W|^2 alone; the effective rate is lr / |W|^2, with each run's "
+                    "own learning rate."),
+        ]
+        cases.append({"small_lr": float(small_lr), "large_lr": float(large_lr),
+                      "runs": [{"lr": float(lr), "weight_before": start, "weight_after": after}
+                               for lr, after in ((small_lr, small), (large_lr, large))],
+                      "expected": factor, "mistakes": _distinct(factor, mistakes)})
+    return copy.deepcopy(cases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,10 +429,10 @@ def check_effective_lr(effective_lr_outputs, **params):
     kit.verify_effective_lr(effective_lr_outputs, effective_lr_cases(**params))
 
 
-def check_tuned_rate_factor(tuned_rate_factor, rate_tuning_run):
-    """The student's answer against their own run (``rate_tuning_run``, which calls their
-    ``effective_learning_rate``) and against the factor the reference run finds."""
-    kit.verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, tuned_rate_cases())
+def check_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, **params):
+    """The student's ``tuned_rate_factor(small_lr, large_lr)`` against the factor that their own runs of the
+    given ``rate_tuning_run`` give, which must be the reference runs' (checked first)."""
+    kit.verify_tuned_rate_factor(tuned_rate_factor, rate_tuning_run, tuned_rate_cases(**params))
 
 
 #: The visible checks of the notebook and their cases, stored in the kit (``bnkit/fixtures``).

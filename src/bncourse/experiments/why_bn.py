@@ -64,9 +64,14 @@ def network(seed: int, *, batch_norm: bool = True, noise=None, ghost_size=None, 
     initialization, a linear output layer) on the digits' 64 pixels, drawn from ``torch.manual_seed(seed)``.
     Variants of a batch norm network keep its weights: ``noise=(shift, spread)`` puts a
     :class:`NoiseAfterBatchNorm` after each batch norm layer, ``ghost_size`` makes each a
-    :class:`GhostBatchNorm1d`, and ``dropout`` puts ``nn.Dropout(dropout)`` after each hidden ReLU."""
+    :class:`GhostBatchNorm1d`, and ``dropout`` puts ``nn.Dropout(dropout)`` after each hidden ReLU.
+    ``init_scale`` multiplies the hidden layers' weights only (the output layer keeps its scale), so that a
+    batch norm network computes the same function at every ``init_scale`` (up to batch norm's eps)."""
     torch.manual_seed(seed)
-    model = bn_training.mlp(64, [width] * depth, 10, batch_norm=batch_norm, init_scale=init_scale)
+    model = bn_training.mlp(64, [width] * depth, 10, batch_norm=batch_norm)
+    with torch.no_grad():
+        for layer in linear_layers(model)[:-1]:
+            layer.weight.mul_(init_scale)
     layers = []
     for index, layer in enumerate(model):
         if isinstance(layer, nn.BatchNorm1d) and ghost_size:

@@ -3,9 +3,10 @@ networks, batches, layers, learning rates and step sizes drawn per student from 
 expected results from the NumPy reference.
 
 The student's functions are called through the notebook's given wrappers (read-only cells), which
-take a dict of arrays, build the torch network and return a dict of named results. The question
-(Part 4) is the same for everyone: the answer must agree with the student's own run, which the grader
-asks the sandbox for, and with the reference run.
+take a dict of arrays, build the torch network (with stale gradients in every ``.grad``) and return a
+dict of named results. The question (Part 4) is asked at learning rates drawn per student: the
+student's own runs of the given training run (asked of the sandbox) must be the reference runs, and
+the answer the factor they give.
 """
 
 from bncourse import checks
@@ -50,7 +51,9 @@ def effective_lr(answers, rng):
 
 
 def question(answers, rng):
-    checks.check_tuned_rate_factor(answers.tuned_rate_factor, answers.rate_tuning_run)
+    small = _rate(rng, 0.02, 0.1)
+    large = round(small * float(rng.uniform(3.0, 12.0)), 3)
+    checks.check_tuned_rate_factor(answers.tuned_rate_factor, answers.rate_tuning_run, rates=((small, large),))
 
 
 CHECKS = {
