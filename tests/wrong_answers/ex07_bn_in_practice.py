@@ -1,6 +1,6 @@
 """Realistic wrong answers to Exercise 7 (see the package docstring for the format).
 
-Each part's check builds its own inputs (the backward check its own cache), so a mistake loses the cells of
+Each part's check builds its own inputs (the backward check its own caches), so a mistake loses the cells of
 its own part: one cell for synchronized BN's forward or backward pass, statistics and the fold; for batch
 renorm a mistake in the forward pass loses both of its cells (the gradients of a wrong output are wrong
 too), and gradients through r and d lose only the gradient cell.
@@ -10,7 +10,8 @@ from . import WrongAnswer
 
 EXERCISE = "ex07_bn_in_practice"
 
-FORWARD_SUMS = "local = [np.concatenate([[len(x)], x.sum(axis=0), (x ** 2).sum(axis=0)]) for x in xs]"
+FORWARD_SUMS = "local = np.concatenate([[len(x)], x.sum(axis=0), (x ** 2).sum(axis=0)])"
+BACKWARD_SUMS = "total = all_reduce(np.concatenate([dout.sum(axis=0), (dout * x_hat).sum(axis=0)]))"
 SYNC = frozenset({"test_sync_forward"})
 SYNC_BACKWARD = frozenset({"test_sync_backward"})
 RENORM = frozenset({"test_batch_renorm_forward", "test_batch_renorm_gradients"})
@@ -18,16 +19,15 @@ STATISTICS = frozenset({"test_recompute_statistics"})
 FOLD = frozenset({"test_fold_conv"})
 
 WRONG_ANSWERS = [
-    # Part 1: synchronized batch norm, forward
+    # Part 1: synchronized batch norm, forward (each worker sees only its own x)
     WrongAnswer(
         "sync_averages_the_workers_means_and_variances", "sync_batchnorm_forward",
-        ((FORWARD_SUMS, "local = [np.concatenate([[len(x)], x.mean(axis=0), x.var(axis=0)]) for x in xs]"),
-         ("mean = total[1:D + 1] / N", "mean = total[1:D + 1] / len(xs)"),
-         ("var = total[D + 1:] / N - mean ** 2", "var = total[D + 1:] / len(xs)")),
+        ((FORWARD_SUMS, "local = np.concatenate([[1], x.mean(axis=0), x.var(axis=0)])"),
+         ("var = total[D + 1:] / N - mean ** 2", "var = total[D + 1:] / N")),
         SYNC, says="the workers' means and variances were averaged"),
     WrongAnswer(
         "sync_pools_the_workers_variances", "sync_batchnorm_forward",
-        ((FORWARD_SUMS, "local = [np.concatenate([[len(x)], x.sum(axis=0), len(x) * x.var(axis=0)]) for x in xs]"),
+        ((FORWARD_SUMS, "local = np.concatenate([[len(x)], x.sum(axis=0), len(x) * x.var(axis=0)])"),
          ("var = total[D + 1:] / N - mean ** 2", "var = total[D + 1:] / N")),
         SYNC, says="the variance is the average of the workers' variances"),
     WrongAnswer(
@@ -36,36 +36,51 @@ WRONG_ANSWERS = [
         SYNC, says="cache['count'] is one worker's own count"),
     WrongAnswer(
         "sync_forgets_the_forward_all_reduce", "sync_batchnorm_forward",
-        (("totals = all_reduce(local)", "totals = local"),),
+        (("total = all_reduce(local)", "total = local"),),
         SYNC, says="per-worker batch norm"),
     WrongAnswer(
-        "sync_concatenates_instead_of_all_reducing", "sync_batchnorm_forward",
-        (("    totals = all_reduce(local)\n", "    whole = np.concatenate(xs)\n"
-          "    totals = [np.concatenate([[len(whole)], whole.sum(axis=0), (whole ** 2).sum(axis=0)])] * len(xs)\n"),),
-        SYNC, says="never called all_reduce"),
+        "sync_ignores_what_all_reduce_returns", "sync_batchnorm_forward",
+        (("total = all_reduce(local)", "all_reduce(local)   # as torch.distributed does, in place?\n    total = local"),),
+        SYNC, says="use what it returns"),
     WrongAnswer(
         "sync_unbiased_variance", "sync_batchnorm_forward",
         (("var = total[D + 1:] / N - mean ** 2", "var = (total[D + 1:] - N * mean ** 2) / (N - 1)"),),
         SYNC, says="unbiased"),
+    WrongAnswer(
+        "sync_cache_x_hat_is_centred_only", "sync_batchnorm_forward",
+        (('cache = {"x_hat": x_hat,', 'cache = {"x_hat": x - mean,'),),
+        SYNC, says="cache['x_hat'] is x - mean"),
+    WrongAnswer(
+        "sync_cache_std_is_the_variance", "sync_batchnorm_forward",
+        (('"std": std,', '"std": var,'),),
+        SYNC, says="cache['std'] holds the variance"),
+    WrongAnswer(
+        "sync_all_reduces_example_by_example", "sync_batchnorm_forward",
+        (("    total = all_reduce(local)\n",
+          "    total = 0\n    for row in x:   # one example at a time\n"
+          "        total = total + all_reduce(np.concatenate([[1], row, row ** 2]))\n"),),
+        SYNC, says="called all_reduce while the others had returned"),
     # Part 2: synchronized batch norm, backward
     WrongAnswer(
         "sync_backward_forgets_the_all_reduce", "sync_batchnorm_backward",
-        (("totals = all_reduce(local)", "totals = local"),),
+        ((BACKWARD_SUMS, "total = np.concatenate([dout.sum(axis=0), (dout * x_hat).sum(axis=0)])"),),
         SYNC_BACKWARD, says="the sums of dout and dout * x_hat are each worker's own"),
     WrongAnswer(
+        "sync_backward_all_reduces_only_the_sum_of_dout", "sync_batchnorm_backward",
+        ((BACKWARD_SUMS, "total = np.concatenate([all_reduce(dout.sum(axis=0)), (dout * x_hat).sum(axis=0)])"),),
+        SYNC_BACKWARD, says="only the sum of dout was all-reduced"),
+    WrongAnswer(
         "sync_backward_all_reduces_dx", "sync_batchnorm_backward",
-        (("return dxs, totals[0][D:], totals[0][:D]", "return all_reduce(dxs), totals[0][D:], totals[0][:D]"),),
+        (("return dx, total[D:], total[:D]", "return all_reduce(dx), total[D:], total[:D]"),),
         SYNC_BACKWARD, says="dx was all-reduced"),
     WrongAnswer(
         "sync_backward_uses_its_own_count", "sync_batchnorm_backward",
-        (("dxs = [gamma / (N * std) * (N * g - total[:D] - xh * total[D:])",
-          "dxs = [gamma / (len(g) * std) * (len(g) * g - total[:D] - xh * total[D:])"),),
+        (("dx = gamma / (N * std) * (N * dout", "dx = gamma / (len(dout) * std) * (len(dout) * dout"),),
         SYNC_BACKWARD, says="each worker divided by its own count"),
     WrongAnswer(
-        "sync_backward_averages_dgamma_and_dbeta", "sync_batchnorm_backward",
-        (("return dxs, totals[0][D:], totals[0][:D]",
-          "return dxs, totals[0][D:] / len(douts), totals[0][:D] / len(douts)"),),
-        SYNC_BACKWARD, says="dgamma is the average over the workers"),
+        "sync_backward_returns_its_own_dgamma_and_dbeta", "sync_batchnorm_backward",
+        (("return dx, total[D:], total[:D]", "return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)"),),
+        SYNC_BACKWARD, says="dgamma is this worker's own sum"),
     # Part 3: Batch Renormalization
     WrongAnswer(
         "renorm_gradients_through_r_and_d", "batch_renorm_forward",
@@ -92,6 +107,11 @@ WRONG_ANSWERS = [
          ("        state[\"running_mean\"] = mu + momentum * (mean - mu)\n"
           "        state[\"running_std\"] = sigma + momentum * (std - sigma)\n", "")),
         RENORM, says="updated before r and d were computed"),
+    WrongAnswer(
+        "renorm_running_std_without_eps", "batch_renorm_forward",
+        (("state[\"running_std\"] = sigma + momentum * (std - sigma)",
+          "state[\"running_std\"] = sigma + momentum * (torch.sqrt(x.var(dim=0, unbiased=False)) - sigma)"),),
+        frozenset({"test_batch_renorm_forward"}), says="without eps"),
     WrongAnswer(
         "renorm_unbiased_batch_variance", "batch_renorm_forward",
         (("x.var(dim=0, unbiased=False)", "x.var(dim=0)"),),
@@ -127,6 +147,22 @@ WRONG_ANSWERS = [
         (("    model.train()\n    with torch.no_grad():", "    model.eval()\n    with torch.no_grad():"),),
         STATISTICS, says="the batches ran in eval mode"),
     WrongAnswer(
+        "statistics_one_pass_of_the_concatenated_batches", "recompute_bn_statistics",
+        (("        for batch in batches:\n            model(batch)\n", "        model(torch.cat(batches))\n"),),
+        STATISTICS, says="went through the model at once"),
+    WrongAnswer(
+        "statistics_restores_the_default_momentum", "recompute_bn_statistics",
+        (("    handles = [bn.register_forward_pre_hook(hook) for bn in bns]\n",
+          "    handles = [bn.register_forward_pre_hook(hook) for bn in bns]\n"
+          "    for bn in bns:\n        bn.momentum = None   # leave the running statistics to the hooks\n"),
+         ("            bn.running_var.copy_((squares - n * mean ** 2) / (n - 1))\n",
+          "            bn.running_var.copy_((squares - n * mean ** 2) / (n - 1))\n            bn.momentum = 0.1\n")),
+        STATISTICS, says="momenta are"),
+    WrongAnswer(
+        "statistics_accumulated_in_float32", "recompute_bn_statistics",
+        (("x = inputs[0].detach().double()", "x = inputs[0].detach().float()"),),
+        STATISTICS, says="The first six digits agree"),
+    WrongAnswer(
         "statistics_leaves_the_model_in_train_mode", "recompute_bn_statistics",
         (("    for m, mode in modes.items():\n        m.train(mode)\n", ""),),
         STATISTICS, says="not every layer is afterwards"),
@@ -151,6 +187,10 @@ WRONG_ANSWERS = [
           "old_bias = torch.zeros_like(bn.running_mean)"),),
         FOLD, says="bias was dropped"),
     WrongAnswer(
+        "fold_loses_dilation_and_groups", "fold_bn_into_conv",
+        ((", dilation=conv.dilation, groups=conv.groups", ""),),
+        FOLD, says="dilation"),
+    WrongAnswer(
         "fold_loses_stride_and_padding", "fold_bn_into_conv",
         (("stride=conv.stride,\n                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, ",
           ""),),
@@ -160,16 +200,22 @@ WRONG_ANSWERS = [
 CORRECT_ANSWERS = [
     WrongAnswer(
         "sync_two_all_reduces_for_an_exact_variance", "sync_batchnorm_forward",
-        (("    totals = all_reduce(local)\n",
-          "    first = all_reduce([np.concatenate([[len(x)], x.sum(axis=0)]) for x in xs])\n"
-          "    mean0 = first[0][1:] / first[0][0]\n"
-          "    second = all_reduce([((x - mean0) ** 2).sum(axis=0) for x in xs])\n"
-          "    totals = [np.concatenate([f, s + f[0] * mean0 ** 2]) for f, s in zip(first, second)]\n"),),
+        (("    total = all_reduce(local)\n",
+          "    first = all_reduce(np.concatenate([[len(x)], x.sum(axis=0)]))\n"
+          "    mean0 = first[1:] / first[0]\n"
+          "    second = all_reduce(((x - mean0) ** 2).sum(axis=0))\n"
+          "    total = np.concatenate([first, second + first[0] * mean0 ** 2])\n"),),
+        frozenset()),
+    WrongAnswer(
+        "sync_three_all_reduces", "sync_batchnorm_forward",
+        (("    total = all_reduce(local)\n",
+          "    total = np.concatenate([all_reduce(np.array([len(x)])), all_reduce(x.sum(axis=0)),\n"
+          "                            all_reduce((x ** 2).sum(axis=0))])\n"),),
         frozenset()),
     WrongAnswer(
         "sync_backward_with_means", "sync_batchnorm_backward",
-        (("dxs = [gamma / (N * std) * (N * g - total[:D] - xh * total[D:])",
-          "dxs = [gamma / std * (g - total[:D] / N - xh * (total[D:] / N))"),),
+        (("dx = gamma / (N * std) * (N * dout - total[:D] - x_hat * total[D:])",
+          "dx = gamma / std * (dout - total[:D] / N - x_hat * (total[D:] / N))"),),
         frozenset()),
     WrongAnswer(
         "renorm_with_detach", "batch_renorm_forward",

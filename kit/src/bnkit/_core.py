@@ -162,9 +162,16 @@ def _compare(subject: str, name: str, got, expected: np.ndarray, mistakes=(), co
     diff = np.abs(got - expected)
     worst = int(np.argmax(diff))
     n_bad = int((~np.isclose(got, expected, rtol=RTOL, atol=ATOL)).sum())
+    want, have = expected.flat[worst], got.flat[worst]
+    tiny = f"{want:.6g}" == f"{have:.6g}"     # six digits would print the same number twice
+    digits = ".12g" if tiny else ".6g"
     detail = (f"{name} differs from the reference in {n_bad} of {got.size} elements{where}. The largest difference "
-              f"is at {name}{_locate(worst, got.shape)}: expected {expected.flat[worst]:.6g}, got {got.flat[worst]:.6g} "
+              f"is at {name}{_locate(worst, got.shape)}: expected {want:{digits}}, got {have:{digits}} "
               f"(off by {diff.flat[worst]:.3g}).")
+    if tiny:
+        detail += (" The first six digits agree: a difference this small usually comes from arithmetic in float32 "
+                   "where float64 is expected (torch's default dtype, .float(), np.float32), or from a small term "
+                   "such as eps left out or put in another place.")
     if got.ndim == 2 and n_bad:
         wrong_cols = np.flatnonzero((~np.isclose(got, expected, rtol=RTOL, atol=ATOL)).any(axis=0))
         if len(wrong_cols) < got.shape[1]:

@@ -1,6 +1,11 @@
 """Checks of Exercise 7: synchronized batch norm against a given all_reduce, Batch Renormalization,
 exact batch norm statistics of a model, and folding batch norm into a convolution.
 
+Synchronized batch norm is written per worker: the notebook's given wrapper runs the student's function once
+per worker, each in its own thread with only that worker's batch, and the workers share an all_reduce that
+waits for all of them. So a worker can learn about the others' batches only through all_reduce (short of
+deliberately sharing state between the threads), and the checks compare what every worker returned.
+
 The checks can pass only plain data, so the notebook has small given wrappers (read-only cells) that
 call the student's function (building torch modules and tensors from arrays where the function needs
 them) and return a dict of named results. Each ``verify_*`` function calls a wrapper on the given cases
@@ -39,13 +44,25 @@ def _unchanged(subject, name, given, original, hint):
         _fail(subject, f"{name} was modified by the call.", hint)
 
 
-def _calls(result, subject, which):
+def _calls(result, subject, which, k):
     calls = result["all_reduce_calls"]
-    if not isinstance(calls, (int, np.integer)) or calls < 1:
-        _fail(subject, f"the numbers are right, but {which} never called all_reduce.",
+    if not isinstance(calls, (list, tuple)) or len(calls) != k:
+        _fail(subject, f"the given wrapper returned all_reduce_calls={calls!r}, not one count per worker.",
+              "restore the given cells (take them from a fresh copy of the notebook) and run them again.")
+    if any(not isinstance(c, (int, np.integer)) or c < 1 for c in calls):
+        _fail(subject, f"the numbers are right, but {which} never called all_reduce (calls per worker: {list(calls)}).",
               "in synchronized batch norm each worker sees only its own batch: every sum over the workers must "
               "go through all_reduce (that is what the real torch.distributed.all_reduce would do). Do not "
-              "combine the workers' arrays yourself.")
+              "share the workers' arrays in any other way.")
+
+
+def _per_worker_results(result, k, subject):
+    """What each worker's call returned (the given wrapper runs the student's function once per worker)."""
+    results = result["result"]
+    if not isinstance(results, (list, tuple)) or len(results) != k:
+        _fail(subject, f"the given wrapper returned {type(results).__name__} instead of one result per worker.",
+              "restore the given cells (take them from a fresh copy of the notebook) and run them again.")
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,9 +70,9 @@ def _calls(result, subject, which):
 # ---------------------------------------------------------------------------------------------
 
 def verify_sync_forward(sync_forward_outputs, cases):
-    """``sync_batchnorm_forward(xs, gamma, beta, eps)`` (through the notebook's wrapper, which counts the
-    all_reduce calls): every worker's output against batch norm on the concatenated batch, and the cache's
-    global statistics."""
+    """``sync_batchnorm_forward(x, gamma, beta, all_reduce, eps)``, run by the notebook's wrapper once per worker
+    (each in its own thread, with its own batch only, sharing an all_reduce): every worker's output against
+    batch norm on the concatenated batch, and its cache (the global statistics, its x_hat, std, gamma, eps)."""
     for case in cases:
         xs, gamma, beta, eps = case["xs"], case["gamma"], case["beta"], case["eps"]
         k = len(xs)
@@ -65,57 +82,73 @@ def verify_sync_forward(sync_forward_outputs, cases):
         result = _given_entries(sync_forward_outputs(given, gamma.copy(), beta.copy(), eps), subject,
                                 "sync_forward_outputs", ("result", "all_reduce_calls"))
         _unchanged(subject, "a worker's x", given, xs, "compute new arrays (x - mean), not x -= mean.")
-        outs, cache = _unpack_pair(result["result"], subject)
-        outs = _workers(outs, k, subject, "outs")
-        if not isinstance(cache, dict):
-            _fail(subject, f"the cache should be a dict but is a {type(cache).__name__}.")
-        missing = [key for key in SYNC_CACHE_KEYS if key not in cache]
-        if missing:
-            _fail(subject, f"the cache has no key(s) {missing}.", f"the backward pass reads {list(SYNC_CACHE_KEYS)}.")
-        def check_count():
-            _compare(subject, "cache['count']", cache["count"], case["count"], case["count_mistakes"],
-                     hint="the total number of examples of all workers (all-reduced).")
+        pairs = [_unpack_pair(pair, f"{subject}, worker {i}")
+                 for i, pair in enumerate(_per_worker_results(result, k, subject))]
+        outs = _workers([out for out, _ in pairs], k, subject, "the outputs")
+        caches = [cache for _, cache in pairs]
+        for i, cache in enumerate(caches):
+            if not isinstance(cache, dict):
+                _fail(subject, f"worker {i}'s cache should be a dict but is a {type(cache).__name__}.")
+            missing = [key for key in SYNC_CACHE_KEYS if key not in cache]
+            if missing:
+                _fail(subject, f"worker {i}'s cache has no key(s) {missing}.",
+                      f"the backward pass reads {list(SYNC_CACHE_KEYS)}.")
+
+        def check_counts():
+            for i, cache in enumerate(caches):
+                _compare(subject, f"worker {i}'s cache['count']", cache["count"], case["count"],
+                         case["count_mistakes"], hint="the total number of examples of all workers (all-reduced).")
 
         if not all(np.isfinite(out).all() for out in outs):
-            check_count()      # a wrong count can make the variance negative: say so rather than "NaN"
+            check_counts()      # a wrong count can make the variance negative: say so rather than "NaN"
         for i, (out, want) in enumerate(zip(outs, case["expected"])):
-            _compare(subject, f"outs[{i}] (worker {i}'s output)", out, want, case["mistakes"][i])
-        check_count()
-        for key in ("mean", "var"):
-            _compare(subject, f"cache['{key}']", cache[key], case[key],
-                     hint="the global statistics, the same on every worker: shape (D,).")
-        _workers(cache["x_hat"], k, subject, "cache['x_hat']")
-        _calls(result, subject, "sync_batchnorm_forward")
+            _compare(subject, f"worker {i}'s output", out, want, case["mistakes"][i])
+        check_counts()
+        for i, cache in enumerate(caches):
+            where = f"worker {i}'s cache"
+            for key in ("mean", "var"):
+                _compare(subject, f"{where}['{key}']", cache[key], case[key],
+                         hint="the global statistics, the same on every worker: shape (D,).")
+            _compare(subject, f"{where}['std']", cache["std"], case["std"], case["std_mistakes"],
+                     hint="sqrt(var + eps), the global standard deviation: shape (D,).")
+            _compare(subject, f"{where}['x_hat']", cache["x_hat"], case["x_hat"][i], case["x_hat_mistakes"][i],
+                     hint="this worker's normalized batch, (x - mean) / std: shape (n_k, D).")
+            _compare(subject, f"{where}['gamma']", cache["gamma"], gamma, hint="the gamma passed in.")
+            _compare(subject, f"{where}['eps']", cache["eps"], eps, hint="the eps passed in.")
+        _calls(result, subject, "sync_batchnorm_forward", k)
     _passed("sync_batchnorm_forward equals batch norm on the concatenated batch, for unequal counts too.")
 
 
 def verify_sync_backward(sync_backward_outputs, cases):
-    """``sync_batchnorm_backward(douts, cache)`` (through the notebook's wrapper) against the gradients of
-    batch norm on the concatenated batch; the cache is the reference forward pass's."""
+    """``sync_batchnorm_backward(dout, cache, all_reduce)``, run by the notebook's wrapper once per worker,
+    against the gradients of batch norm on the concatenated batch; the caches are the reference forward
+    pass's."""
     for case in cases:
-        douts, cache = case["douts"], case["cache"]
+        douts, caches = case["douts"], case["caches"]
         k = len(douts)
         subject = (f"sync_batchnorm_backward for {k} workers with {[len(g) for g in douts]} examples of "
                    f"{douts[0].shape[1]} features")
         given = [g.copy() for g in douts]
-        given_cache = {key: [a.copy() for a in value] if isinstance(value, list) else
-                       (value.copy() if isinstance(value, np.ndarray) else value) for key, value in cache.items()}
-        result = _given_entries(sync_backward_outputs(given, given_cache), subject, "sync_backward_outputs",
+        given_caches = [{key: value.copy() if isinstance(value, np.ndarray) else value for key, value in cache.items()}
+                        for cache in caches]
+        result = _given_entries(sync_backward_outputs(given, given_caches), subject, "sync_backward_outputs",
                                 ("result", "all_reduce_calls"))
         _unchanged(subject, "a worker's dout", given, douts, "write g = dout * gamma, not dout *= gamma.")
-        _unchanged(subject, "cache['x_hat']", given_cache.get("x_hat", []), cache["x_hat"],
-                   "compute new arrays instead.")
-        triple = result["result"]
-        if not isinstance(triple, (tuple, list)) or len(triple) != 3:
-            _fail(subject, "the function must return three values `(dxs, dgamma, dbeta)`.")
-        dxs = _workers(triple[0], k, subject, "dxs")
+        _unchanged(subject, "a worker's cache['x_hat']", [c.get("x_hat") for c in given_caches],
+                   [c["x_hat"] for c in caches], "compute new arrays instead.")
+        triples = _per_worker_results(result, k, subject)
+        for i, triple in enumerate(triples):
+            if not isinstance(triple, (tuple, list)) or len(triple) != 3:
+                _fail(subject, f"worker {i}'s call must return three values `(dx, dgamma, dbeta)`.")
+        dxs = _workers([triple[0] for triple in triples], k, subject, "the dx")
         for i, (dx, want) in enumerate(zip(dxs, case["dxs"])):
-            _compare(subject, f"dxs[{i}] (worker {i}'s dx)", dx, want, case["dx_mistakes"][i])
-        _compare(subject, "dgamma", triple[1], case["dgamma"], case["dgamma_mistakes"],
-                 hint="the gradient of the loss summed over all workers: shape (D,).")
-        _compare(subject, "dbeta", triple[2], case["dbeta"], case["dbeta_mistakes"],
-                 hint="the gradient of the loss summed over all workers: shape (D,).")
-        _calls(result, subject, "sync_batchnorm_backward")
+            _compare(subject, f"worker {i}'s dx", dx, want, case["dx_mistakes"][i])
+        for i, triple in enumerate(triples):
+            _compare(subject, f"worker {i}'s dgamma", triple[1], case["dgamma"], case["dgamma_mistakes"][i],
+                     hint="the gradient of the loss summed over all workers, the same on every worker: shape (D,).")
+            _compare(subject, f"worker {i}'s dbeta", triple[2], case["dbeta"], case["dbeta_mistakes"][i],
+                     hint="the gradient of the loss summed over all workers, the same on every worker: shape (D,).")
+        _calls(result, subject, "sync_batchnorm_backward", k)
     _passed("sync_batchnorm_backward equals the gradients of batch norm on the concatenated batch.")
 
 
@@ -196,9 +229,10 @@ def verify_recompute_statistics(recomputed_statistics, cases):
         if any(bool(m) != bool(inputs["train_mode"]) for m in modes):
             _fail(subject, f"the model was in {mode} mode before the call, but not every layer is afterwards.",
                   "remember each module's mode (or model.training) before and restore it at the end.")
-        if list(result["momentum"]) != [0.1, 0.1]:
+        if list(result["momentum"]) != list(inputs["momenta"]):
             _fail(subject, f"the batch norm layers' momenta are {list(result['momentum'])} after the call, but were "
-                           "[0.1, 0.1] before.", "if you change a layer's momentum, restore it at the end.")
+                           f"{list(inputs['momenta'])} before.",
+                  "if you change a layer's momentum, remember the old value and restore it at the end.")
     _passed("recompute_bn_statistics sets the exact statistics and leaves the model's modes and momenta alone.")
 
 
@@ -206,7 +240,15 @@ def verify_recompute_statistics(recomputed_statistics, cases):
 # Part 5: folding batch norm into a convolution
 # ---------------------------------------------------------------------------------------------
 
-FOLD_ENTRIES = ("folded_weight", "folded_bias", "folded_output", "conv_weight_after", "running_var_after")
+FOLD_ENTRIES = ("folded_weight", "folded_bias", "folded_settings", "folded_output", "conv_weight_after",
+                "running_var_after")
+FOLD_SETTINGS = ("stride", "padding", "dilation", "groups")
+
+
+def _setting(value):
+    """A convolution setting as nn.Conv2d stores it (a pair for stride, padding and dilation; a number for
+    groups), as a plain list or number for comparison."""
+    return [int(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else value
 
 
 def verify_fold_conv(fold_conv_outputs, cases):
@@ -215,9 +257,10 @@ def verify_fold_conv(fold_conv_outputs, cases):
     for case in cases:
         inputs = case["inputs"]
         c_out, c_in = inputs["weight"].shape[:2]
-        subject = (f"fold_bn_into_conv for Conv2d({c_in}, {c_out}, 3, stride={inputs['stride']}, "
-                   f"padding={inputs['padding']}, bias={inputs['bias'] is not None}) and "
-                   f"BatchNorm2d(eps={inputs['eps']})")
+        groups = inputs["groups"]
+        subject = (f"fold_bn_into_conv for Conv2d({c_in * groups}, {c_out}, 3, stride={inputs['stride']}, "
+                   f"padding={inputs['padding']}, dilation={inputs['dilation']}, groups={groups}, "
+                   f"bias={inputs['bias'] is not None}) and BatchNorm2d(eps={inputs['eps']})")
         result = _given_entries(fold_conv_outputs(**_copies(inputs)), subject, "fold_conv_outputs", FOLD_ENTRIES)
         for name, after, before in (("conv.weight", result["conv_weight_after"], inputs["weight"]),
                                     ("bn.running_var", result["running_var_after"], inputs["running_var"])):
@@ -227,6 +270,18 @@ def verify_fold_conv(fold_conv_outputs, cases):
         if result["folded_bias"] is None:
             _fail(subject, "the folded convolution has no bias. It needs one even when the original had none: "
                            "batch norm's shift goes there (bias=True).")
+        settings = result["folded_settings"]
+        want = {"stride": [inputs["stride"]] * 2, "padding": [inputs["padding"]] * 2,
+                "dilation": [inputs["dilation"]] * 2, "groups": groups}
+        if not isinstance(settings, dict):
+            settings = {}
+        lost = [name for name in FOLD_SETTINGS if _setting(settings.get(name)) != want[name]]
+        if lost:
+            got = ", ".join(f"{name}={_setting(settings.get(name))}" for name in lost)
+            _fail(subject, f"the folded convolution has {got}, where the original has "
+                           f"{', '.join(f'{name}={want[name]}' for name in lost)}.",
+                  "the folded nn.Conv2d must keep the original's stride, padding, dilation and groups: pass "
+                  "stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups.")
         _compare(subject, "the folded weight", result["folded_weight"], case["weight"], case["weight_mistakes"])
         _compare(subject, "the folded bias", result["folded_bias"], case["bias"], case["bias_mistakes"])
         output = _as_array(result["folded_output"], subject, "the folded convolution's output")

@@ -81,7 +81,8 @@ def _sync_forward_mistakes(xs, gamma, beta, eps):
         (_normalized(xs, local_means, local_vars, gamma, beta, eps),
          "each worker normalized with its own batch's mean and variance: that is per-worker batch norm (what "
          "DDP does by default), not synchronized. All-reduce each worker's count, sum and sum of squares, then "
-         "divide the totals by the total count."),
+         "divide the totals by the total count. (If you did call all_reduce, use what it returns: it returns the "
+         "sum and leaves its argument as it was.)"),
         (same_stats(average_mean, sum(local_vars) / k),
          "the workers' means and variances were averaged. With unequal counts a worker with few examples weighs "
          "as much as one with many, and an average of variances leaves out how far apart the workers' means "
@@ -112,10 +113,29 @@ def _sync_forward_mistakes(xs, gamma, beta, eps):
     return mistakes
 
 
+def _cache_mistakes(xs, cache, eps):
+    """Each worker's wrong cache['x_hat'] and the wrong cache['std'] (the outputs can be right while the cache,
+    which the backward pass reads, is not)."""
+    mean, var = cache["mean"], cache["var"]
+    x_hat = [_per_worker(_distinct(cache["x_hat"], [
+        ([x - mean for x in xs], "cache['x_hat'] is x - mean; it is the normalized batch (x - mean) / sqrt(var + eps), "
+                                 "which the backward pass multiplies with dout."),
+        ([(x - mean) / np.sqrt(var) for x in xs], "cache['x_hat'] was divided by sqrt(var), without eps: "
+                                                  "(x - mean) / sqrt(var + eps)."),
+        ([x for x in xs], "cache['x_hat'] holds the input x; it is the normalized batch (x - mean) / sqrt(var + eps)."),
+    ]), k) for k in range(len(xs))]
+    std = [Mistake(m, text) for (m,), text in _distinct([cache["std"]], [
+        ([var], "cache['std'] holds the variance; it is the standard deviation sqrt(var + eps)."),
+        ([var + eps], "cache['std'] holds var + eps; it is its square root, sqrt(var + eps)."),
+        ([np.sqrt(var)], "cache['std'] is sqrt(var), without eps: sqrt(var + eps)."),
+    ])]
+    return x_hat, std
+
+
 def sync_forward_cases(cases=(((5, 11), 4), ((6, 6, 6), 3), ((9, 2, 4), 2)), seed=0):
     """Per-worker batches for each (counts, features) case (the second with eps=1e-3), the reference's
-    outputs (batch norm on the concatenated batch agrees) and global statistics, and the known mistakes'
-    outputs, worker by worker."""
+    outputs (batch norm on the concatenated batch agrees), global statistics and every worker's x_hat, and the
+    known mistakes' outputs and caches, worker by worker."""
     rng = np.random.default_rng(seed)
     built = []
     for (counts, d), eps in zip(cases, _eps_cases(cases)):
@@ -124,13 +144,16 @@ def sync_forward_cases(cases=(((5, 11), 4), ((6, 6, 6), 3), ((9, 2, 4), 2)), see
         outs, cache = practice.sync_batchnorm_forward(xs, gamma, beta, eps=eps)
         with np.errstate(invalid="ignore"):   # a mistake's variance can come out negative: NaN, never matched
             kept = _distinct(outs, _sync_forward_mistakes(xs, gamma, beta, eps))
+        x_hat_mistakes, std_mistakes = _cache_mistakes(xs, cache, eps)
         built.append({"xs": xs, "gamma": gamma, "beta": beta, "eps": eps, "expected": outs,
-                      "mean": cache["mean"], "var": cache["var"], "count": cache["count"],
+                      "mean": cache["mean"], "var": cache["var"], "std": cache["std"], "x_hat": cache["x_hat"],
+                      "count": cache["count"],
                       "count_mistakes": [Mistake(float(n), f"cache['count'] is one worker's own count ({n}). N is the "
                                                            "number of examples of all workers: all-reduce the counts "
                                                            "with the sums, and divide the all-reduced sums by the "
                                                            "all-reduced count.") for n in sorted(set(counts))],
-                      "mistakes": [_per_worker(kept, k) for k in range(len(xs))]})
+                      "mistakes": [_per_worker(kept, k) for k in range(len(xs))],
+                      "x_hat_mistakes": x_hat_mistakes, "std_mistakes": std_mistakes})
     return built
 
 
@@ -157,6 +180,12 @@ def _sync_backward_mistakes(douts, cache):
         ([dx(g, xh, n_total, sg, sgx) for g, xh, _, sg, sgx in own],
          "the count is the global N but the sums of dout and dout * x_hat are each worker's own: all-reduce "
          "them too."),
+        ([dx(g, xh, n_total, sum_g, sgx) for g, xh, _, _, sgx in own],
+         "only the sum of dout was all-reduced; the sum of dout * x_hat is each worker's own. Both sums run over "
+         "all workers' examples: all-reduce them together, in one array."),
+        ([dx(g, xh, n_total, sg, sum_gx) for g, xh, _, sg, _ in own],
+         "only the sum of dout * x_hat was all-reduced; the sum of dout is each worker's own. Both sums run over "
+         "all workers' examples: all-reduce them together, in one array."),
         ([dx(g, xh, len(g), sum_g, sum_gx) for g, xh in zip(douts, x_hats)],
          "the sums are all-reduced but each worker divided by its own count; use the global count N "
          "(cache['count'])."),
@@ -173,23 +202,31 @@ def _sync_backward_mistakes(douts, cache):
         ([dx(g, xh, n_total, sum_g, sum_gx, with_gamma=False) for g, xh in zip(douts, x_hats)],
          "gamma is missing from dx."),
     ]
-    local_dgamma, local_dbeta = (douts[0] * x_hats[0]).sum(axis=0), douts[0].sum(axis=0)
-    dgamma = [Mistake(local_dgamma, "dgamma is worker 0's own sum; it is the sum over all workers (the all-reduced "
-                                    "sum of dout * x_hat)."),
-              Mistake(sum_gx / k, "dgamma is the average over the workers; it is their sum."),
-              Mistake(sum_g, "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat).")]
-    dbeta = [Mistake(local_dbeta, "dbeta is worker 0's own sum; it is the sum over all workers (the all-reduced "
-                                  "sum of dout)."),
-             Mistake(sum_g / k, "dbeta is the average over the workers; it is their sum."),
-             Mistake(sum_gx, "dgamma and dbeta are swapped: dbeta = sum(dout).")]
+    dgamma = [[Mistake((g * xh).sum(axis=0), "dgamma is this worker's own sum; it is the sum over all workers (the "
+                                             "all-reduced sum of dout * x_hat)."),
+               Mistake(sum_gx / k, "dgamma is the average over the workers; it is their sum."),
+               Mistake(sum_g, "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat).")]
+              for g, xh in zip(douts, x_hats)]
+    dbeta = [[Mistake(g.sum(axis=0), "dbeta is this worker's own sum; it is the sum over all workers (the "
+                                     "all-reduced sum of dout)."),
+              Mistake(sum_g / k, "dbeta is the average over the workers; it is their sum."),
+              Mistake(sum_gx, "dgamma and dbeta are swapped: dbeta = sum(dout).")]
+             for g in douts]
     return right, _distinct(right, dx_mistakes), dgamma, dbeta
 
 
+def _worker_caches(cache):
+    """The reference forward pass's cache, split into what each worker holds: its own x_hat, and the global
+    statistics, gamma, eps and count."""
+    shared = {key: cache[key] for key in ("mean", "var", "std", "gamma", "eps", "count")}
+    return [{"x_hat": x_hat, **shared} for x_hat in cache["x_hat"]]
+
+
 def sync_backward_cases(cases=(((6, 6), 3), ((4, 9, 5), 4)), seed=1):
-    """Per-worker douts and the reference forward pass's cache (so the check does not depend on the
+    """Per-worker douts and caches from the reference forward pass (so the check does not depend on the
     student's forward pass); the reference gradients (autograd through batch norm on the concatenated batch
-    agrees) and the known mistakes'. The first case has equal counts, where an all-reduced dx still has
-    the right shape and its numbers name the mistake."""
+    agrees) and the known mistakes', worker by worker. The first case has equal counts, where an all-reduced dx
+    still has the right shape and its numbers name the mistake."""
     rng = np.random.default_rng(seed)
     built = []
     for counts, d in cases:
@@ -200,7 +237,7 @@ def sync_backward_cases(cases=(((6, 6), 3), ((4, 9, 5), 4)), seed=1):
         dxs, dgamma, dbeta = practice.sync_batchnorm_backward(douts, cache)
         right, kept, dgamma_mistakes, dbeta_mistakes = _sync_backward_mistakes(douts, cache)
         assert all(_close(a, b) for a, b in zip(right, dxs))
-        built.append({"douts": douts, "cache": cache, "dxs": dxs, "dgamma": dgamma, "dbeta": dbeta,
+        built.append({"douts": douts, "caches": _worker_caches(cache), "dxs": dxs, "dgamma": dgamma, "dbeta": dbeta,
                       "dx_mistakes": [_per_worker(kept, k) for k in range(len(xs))],
                       "dgamma_mistakes": dgamma_mistakes, "dbeta_mistakes": dbeta_mistakes})
     return built
@@ -219,7 +256,8 @@ def _renorm_variant(x, gamma, beta, mu, sigma, r_max, d_max, momentum, eps, *, r
     std = np.sqrt(var + eps) if eps_inside else np.sqrt(var) + eps
     w = 1 - momentum if keras_momentum else momentum
     new_mu = mu + w * (mean - mu)
-    new_sigma = sigma + w * ((var if std_update == "var" else std) - sigma)
+    moved_to = {"var": var, "std": std, "std without eps": np.sqrt(var)}[std_update]
+    new_sigma = sigma + w * (moved_to - sigma)
     if update_first:
         mu, sigma = new_mu, new_sigma
     r = std / sigma if ratio == "std/sigma" else sigma / std
@@ -245,6 +283,9 @@ RENORM_MISTAKES = [
                              "running statistics from before this batch; update them afterwards."),
     ({"std_update": "var"}, "running_std was moved towards the batch's variance; it averages the standard deviation "
                             "sigma_B = sqrt(var + eps)."),
+    ({"std_update": "std without eps"}, "running_std was moved towards sqrt(var), the batch's standard deviation "
+                                        "without eps; it averages sigma_B = sqrt(var + eps), the one the output "
+                                        "divides by."),
     ({"keras_momentum": True}, "the running statistics kept `momentum` of the new value the other way round "
                                "(Keras' convention). Here running += momentum * (batch - running)."),
     ({"update": False}, "the running statistics were not updated: running_mean += momentum * (mean - running_mean), "
@@ -339,6 +380,7 @@ def batch_renorm_cases(cases=((12, 5, 3.0, 5.0), (8, 6, 1.5, 0.5), (16, 4, 2.0, 
 # ---------------------------------------------------------------------------------------------
 
 STALE_BATCHES_TRACKED = 100
+MOMENTA = (0.01, 0.03, 0.05, 0.2, 0.3)   # the layers' momenta before the call
 
 
 def _statistics_model(inputs):
@@ -361,6 +403,7 @@ def _statistics_model(inputs):
             layer.running_mean.copy_(torch.from_numpy(inputs["running_means"][i]))
             layer.running_var.copy_(torch.from_numpy(inputs["running_vars"][i]))
             layer.num_batches_tracked.fill_(STALE_BATCHES_TRACKED)
+            layer.momentum = inputs["momenta"][i]
     return model.train(bool(inputs["train_mode"]))
 
 
@@ -386,7 +429,7 @@ def _statistics_mistakes(inputs):
                 model(batch)
         return _stats_of(model)
 
-    def exact(model, biased=False, mode=True):
+    def exact(model, biased=False, mode=True, batches=batches):
         sums = {}
 
         def hook(layer, args):
@@ -414,13 +457,13 @@ def _statistics_mistakes(inputs):
 
     return [
         (passes(_statistics_model(inputs)),
-         "these are running averages (momentum 0.1) continued from the old statistics: the batches were run in "
-         "train mode without resetting anything or changing the momentum. Reset the statistics and compute the "
-         "exact mean and variance over all batches."),
+         "these are running averages (with the layers' momentum) continued from the old statistics: the batches "
+         "were run in train mode without resetting anything or changing the momentum. Reset the statistics and "
+         "compute the exact mean and variance over all batches."),
         (passes(_statistics_model(inputs), reset=True),
-         "these are running averages with momentum 0.1 over the batches (after a reset): each batch counts with "
-         "a different weight. The exact statistics weigh every example equally: accumulate sums over all batches "
-         "(or set momentum=None after reset_running_stats())."),
+         "these are running averages with the layers' momentum over the batches (after a reset): each batch counts "
+         "with a different weight. The exact statistics weigh every example equally: accumulate sums over all "
+         "batches."),
         (passes(_statistics_model(inputs), momentum=None),
          "momentum=None was set without reset_running_stats() first: the cumulative average continued from the "
          "old statistics (num_batches_tracked was not reset)."),
@@ -437,6 +480,10 @@ def _statistics_mistakes(inputs):
          "the first layer's statistics are right but the second's are not: the batches ran in eval mode, so the "
          "first batch norm layer normalized with its old running statistics and the second layer saw other "
          "inputs than in training. Run the batches in train mode."),
+        (exact(_statistics_model(inputs), batches=[torch.cat(batches)]),
+         "the first layer's statistics are right but the second's are not: the batches went through the model at "
+         "once, concatenated, so the first batch norm layer normalized them with the statistics of all of them, "
+         "not of each batch as in training, and the second layer saw other inputs. Run the batches one by one."),
     ]
 
 
@@ -445,7 +492,7 @@ STATISTICS_NAMES = ("bn1.running_mean", "bn2.running_mean", "bn1.running_var", "
 
 def recompute_statistics_cases(cases=((2, 3, 4, 5, (6, 6, 3), False), (1, 2, 3, 4, (4, 7), True)), seed=3):
     """(input channels, conv channels, image size, hidden features, batch sizes, train mode) cases: the
-    weights of the exercise's small conv net, stale running statistics, the batches (each with its own
+    weights of the exercise's small conv net, stale running statistics and momenta, the batches (each with its own
     offset), the reference's exact statistics (update_bn on one batch agrees) and the known mistakes'."""
     rng = np.random.default_rng(seed)
     built = []
@@ -455,6 +502,8 @@ def recompute_statistics_cases(cases=((2, 3, 4, 5, (6, 6, 3), False), (1, 2, 3, 
                   "head_weight": rng.normal(0, 0.5, size=(3, hidden)),
                   "running_means": [rng.uniform(-1, 1, c), rng.uniform(-1, 1, hidden)],
                   "running_vars": [rng.uniform(0.5, 2, c), rng.uniform(0.5, 2, hidden)],
+                  # not PyTorch's default, so that restoring a hard-coded 0.1 shows
+                  "momenta": [float(rng.choice(MOMENTA)) for _ in range(2)],
                   "batches": [rng.normal(rng.uniform(-1, 2), rng.uniform(0.5, 2), size=(n, c_in, size, size))
                               for n in sizes],
                   "train_mode": bool(train_mode)}
@@ -471,10 +520,11 @@ def recompute_statistics_cases(cases=((2, 3, 4, 5, (6, 6, 3), False), (1, 2, 3, 
 # Part 5: folding batch norm into a convolution
 # ---------------------------------------------------------------------------------------------
 
-def _folded_output(x, weight, bias, stride, padding):
+def _folded_output(inputs, weight, bias):
     torch = _torch()
-    return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
-                                      stride=stride, padding=padding).numpy()
+    return torch.nn.functional.conv2d(torch.from_numpy(inputs["x"]), torch.from_numpy(weight), torch.from_numpy(bias),
+                                      stride=inputs["stride"], padding=inputs["padding"],
+                                      dilation=inputs["dilation"], groups=inputs["groups"]).numpy()
 
 
 def _fold_mistakes(inputs):
@@ -517,24 +567,28 @@ def _fold_mistakes(inputs):
     return mistakes
 
 
-def fold_conv_cases(cases=((3, 3, 1, 1, False), (2, 4, 2, 0, True), (4, 4, 1, 1, True)), seed=4):
-    """(C_in, C_out, stride, padding, with bias) convolutions (3x3) followed by batch norm in eval mode (the
-    second with eps=1e-3), an input, the reference fold's weight, bias and output (torch's fuse_conv_bn_eval
-    agrees) and the known mistakes' weight and bias."""
+def fold_conv_cases(cases=((3, 3, 1, 1, 1, 1, False), (2, 4, 2, 0, 1, 1, True), (4, 4, 1, 2, 2, 1, True),
+                           (4, 4, 1, 1, 1, 2, False)), seed=4):
+    """(C_in, C_out, stride, padding, dilation, groups, with bias) convolutions (3x3) followed by batch norm in
+    eval mode (the second with eps=1e-3), an input, the reference fold's weight, bias and output (torch's
+    fuse_conv_bn_eval agrees) and the known mistakes' weight and bias."""
     rng = np.random.default_rng(seed)
     built = []
-    for (c_in, c_out, stride, padding, with_bias), eps in zip(cases, _eps_cases(cases)):
+    for (c_in, c_out, stride, padding, dilation, groups, with_bias), eps in zip(cases, _eps_cases(cases)):
+        if c_in % groups or c_out % groups:
+            raise ValueError(f"groups={groups} must divide C_in={c_in} and C_out={c_out}")
         gamma, beta = _affine(rng, c_out)
-        inputs = {"weight": rng.normal(0, 0.5, size=(c_out, c_in, 3, 3)),
+        inputs = {"weight": rng.normal(0, 0.5, size=(c_out, c_in // groups, 3, 3)),
                   "bias": rng.normal(0, 0.5, size=c_out) if with_bias else None, "stride": int(stride),
-                  "padding": int(padding), "running_mean": rng.uniform(-2, 2, c_out),
+                  "padding": int(padding), "dilation": int(dilation), "groups": int(groups),
+                  "running_mean": rng.uniform(-2, 2, c_out),
                   "running_var": rng.uniform(0.2, 3, c_out), "gamma": gamma, "beta": beta, "eps": eps,
-                  "x": rng.normal(1.0, 2.0, size=(2, c_in, 5, 5))}
+                  "x": rng.normal(1.0, 2.0, size=(2, c_in, 6, 6))}
         weight, bias = practice.fold_batchnorm_into_conv(inputs["weight"], inputs["bias"], inputs["running_mean"],
                                                          inputs["running_var"], gamma, beta, eps)
         kept = _distinct([weight, bias], _fold_mistakes(inputs))
         built.append({"inputs": inputs, "weight": weight, "bias": bias,
-                      "output": _folded_output(inputs["x"], weight, bias, stride, padding),
+                      "output": _folded_output(inputs, weight, bias),
                       "weight_mistakes": _per_worker(kept, 0), "bias_mistakes": _per_worker(kept, 1)})
     return built
 

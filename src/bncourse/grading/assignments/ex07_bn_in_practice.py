@@ -5,8 +5,10 @@ Worker counts, feature counts, clipping bounds, model sizes, batch sizes and see
 from ``rng``. The synchronized-BN cases always include unequal counts (the forward check) and equal ones
 (the backward check, where an all-reduced dx keeps its shape); the batch renorm cases put features inside
 and outside the clipping bounds; the statistics cases have batches of unequal sizes and a model in each
-mode; the fold cases have C_in = C_out (a scale along the wrong axis then gives numbers, not an error) and a
-bias. The student's functions are called through the notebook's given wrappers (read-only cells).
+mode, and momenta other than PyTorch's default; the fold cases have C_in = C_out (a scale along the wrong axis
+then gives numbers, not an error), a bias, dilation and groups. The student's functions are called through the
+notebook's given wrappers (read-only cells); the synchronized-BN wrappers run the function once per worker, in
+threads that share an all_reduce.
 """
 
 from bncourse import checks
@@ -58,10 +60,14 @@ def recompute_statistics(answers, rng):
 
 
 def fold_conv(answers, rng):
-    square = _size(rng, 2, 5)   # C_in = C_out >= 2: a scale along the input channels gives numbers
-    cases = ((square, square, _size(rng, 1, 2), _size(rng, 0, 1), bool(rng.integers(2))),
-             (_size(rng, 1, 5), _size(rng, 1, 5), _size(rng, 1, 2), _size(rng, 0, 1), True),
-             (_size(rng, 1, 5), _size(rng, 1, 5), 1, 1, False))
+    # (C_in, C_out, stride, padding, dilation, groups, bias): C_in = C_out >= 2 first (a scale along the input
+    # channels gives numbers), then the eps=1e-3 case, a dilated one with padding, and a grouped one.
+    square = _size(rng, 2, 5)
+    groups = _size(rng, 2, 3)
+    cases = ((square, square, _size(rng, 1, 2), _size(rng, 0, 1), 1, 1, bool(rng.integers(2))),
+             (_size(rng, 1, 5), _size(rng, 1, 5), _size(rng, 1, 2), _size(rng, 0, 1), 1, 1, True),
+             (_size(rng, 1, 5), _size(rng, 1, 5), _size(rng, 1, 2), _size(rng, 1, 2), 2, 1, bool(rng.integers(2))),
+             (groups * _size(rng, 1, 2), groups * _size(rng, 1, 2), 1, 1, _size(rng, 1, 2), groups, False))
     checks.check_fold_conv(answers.fold_conv_outputs, cases=cases, seed=_seed(rng))
 
 
