@@ -123,6 +123,25 @@ def test_crafted_notebooks_are_contained(good):
     assert intake.rebuild(nested, released_dict)[3]
 
 
+def test_a_pasted_reference_is_flagged_for_every_exercise():
+    """Exercise 7's answers come from reference_practice, the others' from reference: both are caught,
+    renamed or not, and an honest answer (the solution notebook's own code) is not."""
+    import inspect
+
+    from bncourse import reference, reference_practice
+    fold = inspect.getsource(reference_practice.fold_batchnorm_into_conv).replace(
+        "def fold_batchnorm_into_conv(", "def my_fold(")
+    plan = [{"role": "setup", "name": "setup", "source": inspect.getsource(reference)},
+            {"role": "answer", "name": "fold", "source": "import numpy as np\n\n" + fold},
+            {"role": "answer", "name": "forward", "source": inspect.getsource(reference.batchnorm_forward)}]
+    flags = intake.copied_from_reference(plan)
+    assert len(flags) == 2, flags
+    assert "my_fold in cell 'fold'" in flags[0] and "bncourse.reference_practice.fold_batchnorm_into_conv" in flags[0]
+    assert "bncourse.reference.batchnorm_forward" in flags[1]
+    honest = fold.replace("return", "result = None\n    return", 1)
+    assert intake.copied_from_reference([{"role": "answer", "name": "fold", "source": honest}]) == []
+
+
 def test_a_zip_is_read_once_for_all_its_members(tmp_path, good, monkeypatch):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:

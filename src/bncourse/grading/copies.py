@@ -30,9 +30,12 @@ def copied_from_reference(plan: list[dict]) -> list[str]:
     like honest work, so this catches the verbatim copy for the instructor."""
     import inspect
 
-    from .. import reference
+    from .. import reference, reference_practice
 
-    references = {shape: name for name, shape in function_shapes(inspect.getsource(reference)).items()}
+    # Exercises 1-6 answer from bncourse.reference, Exercise 7 from bncourse.reference_practice.
+    references = {shape: f"{module.__name__}.{name}"
+                  for module in (reference, reference_practice)
+                  for name, shape in function_shapes(inspect.getsource(module)).items()}
     flags = []
     for cell in plan:
         if cell["role"] == "setup":
@@ -40,5 +43,5 @@ def copied_from_reference(plan: list[dict]) -> list[str]:
         for name, shape in function_shapes(cell["source"]).items():
             if shape in references:
                 flags.append(f"COPIED: function {name} in cell '{cell['name']}' is the course's reference "
-                             f"implementation (bncourse.reference.{references[shape]}) pasted in")
+                             f"implementation ({references[shape]}) pasted in")
     return flags
