@@ -61,8 +61,18 @@ $(VENV)/.kit-installed: $(VENV)/.installed $(KIT_SOURCES)
 
 kit: $(VENV)/.kit-installed
 
+# The execution cache keys on a chapter's own code only, so a change to the course package (an
+# experiment, the figure style) or to a recorded result executes every chapter again.
+BOOK_STAMP := _build/.executed-with-package
+BOOK_INPUTS := src kit/src chapters/results
 book: kit
+	@if [ -d _build/.jupyter_cache ] && { [ ! -f $(BOOK_STAMP) ] || [ -n "$$(find $(BOOK_INPUTS) -type f \
+	    -newer $(BOOK_STAMP) -not -path '*/__pycache__/*' -not -path '*.egg-info/*' | head -n 1)" ]; }; then \
+	  echo "The course package or a recorded result changed since the last build: executing every chapter."; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees; fi   # doctrees too, or Sphinx skips unchanged pages
+	@mkdir -p _build && touch $(BOOK_STAMP).new   # before the build: a file edited during it counts as changed
 	$(BIN)/jupyter-book build .
+	@mv $(BOOK_STAMP).new $(BOOK_STAMP)
 	@echo "The site is at file://$(CURDIR)/_build/html/index.html"
 
 # Debian packages, installed with apt when missing: chromium for the browser tests (Playwright
