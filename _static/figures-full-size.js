@@ -1,7 +1,6 @@
 // A click on a figure opens its desktop rendering at full size in an overlay that scrolls both ways
 // (a second click or Escape closes it). On a phone the page shows the figure's phone rendering, with
-// its panels stacked; the overlay is for a closer look at the wide one. The figures are data: URLs,
-// which a browser will not open as a page of their own, hence the overlay instead of a link.
+// its panels stacked; the overlay is for a closer look at the wide one, without leaving the page.
 document.addEventListener("DOMContentLoaded", () => {
   const close = () => document.querySelector("div.figure-overlay")?.remove();
   for (const img of document.querySelectorAll("div.cell_output img")) {

@@ -272,6 +272,28 @@ def test_every_figure_is_legible_where_it_is_shown(browser, server, viewport):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_figures_are_files_and_each_width_fetches_only_its_rendering(browser, server, site, viewport):
+    """No page carries a figure inside its HTML, so a chapter stays small; a phone downloads the phone
+    renderings only, a desktop the desktop ones."""
+    from bncourse import plotting
+
+    for page in site.rglob("*.html"):
+        assert "data:image/png" not in page.read_text(encoding="utf-8"), f"{page} embeds a PNG"
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = context.new_page()
+    fetched = []
+    tab.on("response", lambda response: fetched.append(response) if "/_images/figure-" in response.url else None)
+    tab.goto(f"{server}/chapters/ch04_training_with_bn.html", wait_until="networkidle")
+    tab.evaluate("async () => { for (const img of document.querySelectorAll('div.cell_output img')) {"
+                 " img.scrollIntoView(); await new Promise(r => setTimeout(r, 20)); } }")
+    tab.wait_for_load_state("networkidle")
+    layouts = [png_text_chunks(response.url, server)[plotting.LAYOUT_KEY] for response in fetched]
+    assert len(layouts) >= 5 and set(layouts) == {viewport}, layouts
+    context.close()
+
+
 def test_a_click_opens_the_desktop_figure_full_size(browser, server):
     """On a phone, a click on a figure opens its wide rendering at full size in an overlay; Escape closes it."""
     context = browser.new_context(viewport={"width": 390, "height": 844})

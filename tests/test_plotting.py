@@ -113,3 +113,24 @@ def test_ipython_displays_figures_as_a_picture_only():
         assert data["text/html"].startswith('<picture class="course-figure">') and "image/png" not in data
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_the_site_serves_each_rendering_as_a_file(tmp_path):
+    """The book's extension writes the two PNGs of a figure's <picture> to _images/ (named by content, so
+    a figure shown twice is one file) and points the page at them; nothing else in the page changes."""
+    from bncourse.site import figures_as_files
+
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    picture = plotting.figure_html(fig)
+    desktop, phone = renderings(picture)
+    body = f"<p>before</p>{picture}<p>between</p>{picture}<p>after</p>"
+    page = figures_as_files(body, tmp_path / "_images", lambda name: f"../_images/{name}")
+    assert "data:" not in page and "<p>before</p>" in page and "<p>after</p>" in page
+    files = {p.name: p.read_bytes() for p in (tmp_path / "_images").iterdir()}
+    assert sorted(files.values()) == sorted([desktop, phone])
+    phone_name = next(name for name, data in files.items() if data == phone)
+    desktop_name = next(name for name, data in files.items() if data == desktop)
+    assert page.count(f'srcset="../_images/{phone_name}"') == 2
+    assert page.count(f'<img src="../_images/{desktop_name}"') == 2
+    assert figures_as_files("<p>no figures</p>", tmp_path / "other", str) == "<p>no figures</p>"
+    assert not (tmp_path / "other").exists()

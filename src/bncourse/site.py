@@ -6,7 +6,10 @@ When the book is built this
 * writes one zip bundle per exercise into ``_static/bundles/<exercise>.zip``: the notebook, the kit
   wheel, a ``requirements.txt`` and a three-line ``README.txt``; the notebook alone goes to
   ``_static/exercises/<exercise>.ipynb``;
-* puts a box at the top of each exercise page with these downloads and the setup lines.
+* puts a box at the top of each exercise page with these downloads and the setup lines;
+* writes the chapters' figures as files in ``_images/`` instead of the data: URLs their outputs carry
+  (:mod:`bncourse.plotting` emits a ``<picture>`` of two PNGs): a page stays small, a phone fetches
+  only the rendering it shows, and a figure met twice is downloaded once.
 
 Launch buttons (Colab, Binder, JupyterHub) are Jupyter Book's own: they appear when
 ``repository.url`` and ``launch_buttons`` are set in ``_config.yml`` (see the README). Nothing here
@@ -15,8 +18,11 @@ reads ``solutions/``: the bundles hold the released notebook and the kit, which 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -79,9 +85,33 @@ def _box(exercise: str, pathto) -> str:
             f'first cell installs the kit when it is missing.</p></div>')
 
 
+EMBEDDED_PNG = re.compile(r'\b(src|srcset)="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def figures_as_files(body: str, images: Path, link) -> str:
+    """``body`` with each PNG embedded in a ``src`` or ``srcset`` attribute written to ``images`` (named
+    by its content, so identical figures share one file) and the attribute pointing at ``link(name)``."""
+    def as_file(match):
+        data = base64.b64decode(match.group(2))
+        name = f"figure-{hashlib.sha256(data).hexdigest()[:24]}.png"
+        target = images / name
+        if not target.exists():
+            images.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{name}.{os.getpid()}")   # pages may be written in parallel
+            partial.write_bytes(data)
+            partial.replace(target)
+        return f'{match.group(1)}="{html.escape(link(name))}"'
+
+    return EMBEDDED_PNG.sub(as_file, body)
+
+
 def _page_context(app, pagename, templatename, context, doctree):
+    if "body" not in context:
+        return
+    context["body"] = figures_as_files(context["body"], Path(app.outdir) / "_images",
+                                       lambda name: context["pathto"](f"_images/{name}", 1))
     match = re.fullmatch(r"exercises/(ex\w+)/\1", pagename)
-    if match and "body" in context:
+    if match:
         context["body"] = _box(match.group(1), context["pathto"]) + context["body"]
 
 
