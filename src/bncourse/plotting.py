@@ -204,7 +204,9 @@ def _alt_text(fig) -> str:
 
 def figure_html(fig) -> str:
     """Both renderings of ``fig`` in one <picture>: the phone one at or below PHONE_MAX_WIDTH_PX.
-    (Rendering the phone version re-lays out ``fig``, so the desktop one is made first.)"""
+    (Rendering the phone version re-lays out ``fig``, so the desktop one is made first.) The PNGs are
+    data: URLs, so a notebook carries its figures; the book's extension (:mod:`bncourse.site`) writes
+    them out as files when it builds a page."""
     import base64
     import html
 
