@@ -28,7 +28,6 @@ TYPED = {
         "0.64": "n s^2 = 256 x 0.05^2, arithmetic on the chapter's settings",
     },
     "ch04_training_with_bn": {
-        "1,797": "the size of scikit-learn's digits data set, the chapter's data",
         "15": "the paper's 15th, 50th and 85th percentiles (Figure 1), the keys of the result file",
         "50": "the paper's 15th, 50th and 85th percentiles (Figure 1), the keys of the result file",
         "85": "the paper's 15th, 50th and 85th percentiles (Figure 1), the keys of the result file",
@@ -46,17 +45,29 @@ TYPED = {
     },
 }
 
-REFERENCE = re.compile(r"\b(?:Chapters?|Sections?|Section|Figures?|Exercises?|Theorem|Table|Eq\.|ResNet-|Chapter)"
-                       r"\s*\d+(?:\.\d+)*(?:\s*(?:and|,)\s*\d+(?:\.\d+)*)*", re.I)
-NUMBER = re.compile(r"(?<![\w.^{-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:e-?\d+)?)\s?(%|×|x\b)?")
+# A reference names one thing ("Chapter 4", "Section 4.1"), or, in the plural, a list that ends with
+# "and"/"or"/"to" or a dash ("Chapters 4, 5 and 6", "Figures 2-3"), so a number after a comma that does not
+# continue such a list ("as in Chapter 4, 0.93 of the runs") is still read as a number.
+_REF_NUMBER = r"\d+(?:\.\d+)*"
+REFERENCE = re.compile(
+    rf"\b(?:(?:Chapters|Sections|Figures|Exercises|Tables)\s*{_REF_NUMBER}"
+    rf"(?:(?:\s*,\s*{_REF_NUMBER})*\s*,?\s*(?:and|or|to)\s+{_REF_NUMBER}|\s*[-\u2013]\s*{_REF_NUMBER})?"
+    rf"|(?:Chapter|Section|Figure|Exercise|Theorem|Table|Eq\.|ResNet-)\s*{_REF_NUMBER})", re.I)
+# A leading minus is part of the number ("a slope of -0.48"); a number glued to a word or a dot is not one.
+NUMBER = re.compile(r"(?<![\w.^{])(-?(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:e-?\d+)?))\s?(%|\u00d7|x\b)?")
 POWER_OF_TEN = re.compile(r"10\^\{?(-?\d+)\}?")
+# Fenced blocks whose body is code or a formula; any other directive (an admonition, say) is prose.
+NOT_PROSE = re.compile(r"^```(?:\{code-cell\}|\{math\}|\{literalinclude\}|[\w-]*$)[^\n]*\n.*?^```\s*$",
+                       re.S | re.M)
 
 
 def split_cells(text: str) -> tuple[str, str]:
-    """(the prose, the code of every code cell) of a MyST notebook."""
+    """(the prose, the code of every code cell) of a MyST notebook. An admonition's body is prose; its
+    fences and option lines are not."""
     text = text.split("\n---\n", 1)[1] if text.startswith("---") else text
     code = "\n".join(re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", text, flags=re.S | re.M))
-    prose = re.sub(r"^```.*?^```\s*$", "", text, flags=re.S | re.M)     # code cells, admonitions' fences too
+    prose = NOT_PROSE.sub("", text)
+    prose = re.sub(r"^```.*$|^:[\w-]+:.*$", "", prose, flags=re.M)
     return prose, code
 
 
@@ -87,7 +98,7 @@ def typed_numbers(prose: str) -> list[tuple[str, float]]:
     prose = re.sub(r"^\(\w+\)=$", " ", prose, flags=re.M)                # labels
     prose = REFERENCE.sub(" ", prose)
     for written, unit in NUMBER.findall(prose):
-        value = float(written.replace(",", ""))
+        value = abs(float(written.replace(",", "")))
         found.append((written + unit, value / 100 if unit == "%" else value))
     return found
 
@@ -119,3 +130,23 @@ def test_the_scanner_finds_typed_measurements():
     prose = ("BN reaches 0.97 accuracy, 3.2x faster, 44% of the time, an error near $10^{-10}$; "
              "{glue:text}`acc:.2f` and `0.5` and {cite:t}`ioffe2015batch` and Chapter 4 and Section 4.1.\n")
     assert [w for w, _ in typed_numbers(prose)] == ["10^-10", "0.97", "3.2x", "44%"]
+    # a number right after a reference, a negative number, and Chapters listed with "and"
+    prose = "as in Chapter 4, 0.93 of the runs; a slope of -0.48 (Section 2.1, 37 of 40 seeds); Chapters 4, 5 and 6.\n"
+    assert [w for w, _ in typed_numbers(prose)] == ["0.93", "-0.48", "37", "40"]
+
+
+def test_an_admonitions_body_is_prose_and_a_code_cell_is_not():
+    chapter = ("```{admonition} Note\n:class: tip\nThe loss fell to 0.31 here.\n```\n\n"
+               "```{code-cell} ipython3\nbatch = 256\n```\n\n```console\n$ make 512\n```\nA batch of 256.\n")
+    prose, code = split_cells(chapter)
+    assert code.strip() == "batch = 256"
+    assert [w for w, _ in typed_numbers(prose)] == ["0.31", "256"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_claims_are_asserted_next_to_them(chapter):
+    """Every chapter holds its claims with hidden assert cells, and glues the numbers it states."""
+    text = chapter.read_text()
+    hidden_asserts = re.findall(r":tags: \[remove-cell\]\n(?:#[^\n]*\n)*[^`]*?assert ", text)
+    assert len(hidden_asserts) >= 3, f"{chapter.name}: claims without hidden assert cells"
+    assert "{glue:text}" in text, f"{chapter.name}: no number glued from the code"
