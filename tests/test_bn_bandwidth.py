@@ -325,8 +325,11 @@ def test_committed_results_are_complete(path):
     assert result["environment"]["git_commit"] != "unknown" and result["config"] == bw.SIZES[result["size"]]
     timed = [row for row in bw.bandwidth_table(result) if row["status"] == "timed"]
     assert {row["implementation"] for row in timed} >= {"torch.nn.functional.batch_norm"}
-    if result["environment"]["device_type"] == "cuda":
+    if result["environment"]["device_type"] == "cuda":    # the course's kernel compiled, passed and was timed
         assert result["environment"]["triton"], "the GPU run should have had Triton"
+        for dtype, run in result["runs"].items():
+            kernel = run["implementations"]["course Triton kernel"]
+            assert kernel["status"] == "timed", (dtype, kernel.get("reason"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,6 @@ RUN_TIMEOUT_SECONDS = 240.0
 
 def _entry(rank, world_size, folder, worker, args):
     # Settings of this worker process only: the parent's environment stays as it was.
-    os.environ["OMP_NUM_THREADS"] = "1"
     if Path("/sys/class/net/lo").exists():     # gloo talks over the loopback interface, not the host name
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)                   # one core per process on a small machine
@@ -94,7 +93,6 @@ def run_workers(worker, world_size, *args, timeout=RUN_TIMEOUT_SECONDS):
                     raise TimeoutError(f"{worker.__name__}: the {world_size} worker processes were not done after "
                                        f"{timeout:.0f} s; {stopped} still running were terminated.")
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
-            _stop(context.processes)
             raise RuntimeError(f"{worker.__name__}: worker process {error.error_index} failed, and the other "
                                f"workers were terminated. The failure:\n{error}") from None
         finally:

@@ -46,7 +46,8 @@ class NoiseAfterBatchNorm(nn.Module):
 class GhostBatchNorm1d(nn.BatchNorm1d):
     """Batch norm whose train-mode statistics come from consecutive slices of ``ghost_size`` examples
     ("ghost batches", Hoffer et al. 2017) instead of the whole mini-batch. The running statistics are
-    updated once per slice; eval mode is ordinary batch norm."""
+    updated once per slice (Chapter 7's layer of the same name updates them from the first slice only,
+    as data-parallel training keeps rank 0's); eval mode is ordinary batch norm."""
 
     def __init__(self, num_features: int, ghost_size: int):
         super().__init__(num_features)
