@@ -9,11 +9,11 @@ learning rates and trains four small networks per draw, so it runs on fewer draw
 
 
 import nbformat
-import numpy as np
 import pytest
 
 import wrong_answers
 from conftest import REPO
+from test_ex05_secret_draws import _failed_draws
 from bncourse.grading.assignments import ex06_why_bn_works as trusted
 from wrong_answers import apply
 from wrong_answers import functions as _answers
@@ -25,28 +25,25 @@ MODULE = wrong_answers.for_exercise(EXERCISE)
 SOLUTION = nbformat.read(REPO / "solutions" / EXERCISE / f"{EXERCISE}.ipynb", as_version=4)
 
 
-def _failed_draws(answers, grade_id):
-    draws = QUESTION_DRAWS if grade_id == "test_question" else DRAWS
-    failed = 0
-    for draw in range(draws):
-        try:
-            trusted.CHECKS[grade_id](answers, np.random.default_rng([2000 + draw, 6]))
-        except AssertionError:
-            failed += 1
-    return failed, draws
+def _draws(grade_id):
+    return QUESTION_DRAWS if grade_id == "test_question" else DRAWS
+
+
+def _failed(answers, grade_id):
+    return _failed_draws(answers, trusted.CHECKS[grade_id], draws=_draws(grade_id), salt=6)
 
 
 @pytest.mark.parametrize("grade_id", list(trusted.CHECKS))
 def test_the_solution_passes_every_draw(grade_id):
-    assert _failed_draws(_answers(SOLUTION), grade_id)[0] == 0
+    assert _failed(_answers(SOLUTION), grade_id) == 0
 
 
 @pytest.mark.parametrize("wrong", MODULE.WRONG_ANSWERS, ids=lambda w: w.name)
 def test_each_wrong_answer_fails_its_cells_on_every_draw(wrong):
     answers = _answers(apply(wrong, SOLUTION))
     for grade_id in sorted(wrong.fails):
-        failed, draws = _failed_draws(answers, grade_id)
-        assert failed == draws, (wrong.name, grade_id, failed, draws)
+        failed = _failed(answers, grade_id)
+        assert failed == _draws(grade_id), (wrong.name, grade_id, failed)
 
 
 def test_the_visible_checks_factor_typed_as_the_answer_fails_the_question_on_every_draw():
@@ -58,5 +55,4 @@ def test_the_visible_checks_factor_typed_as_the_answer_fails_the_question_on_eve
         "answer_typed_from_the_visible_check", "tuned_rate_factor",
         (("    def effective_after(lr):\n", f"    return {typed!r}\n    def effective_after(lr):\n"),),
         frozenset({"test_question"}))
-    failed, draws = _failed_draws(_answers(apply(wrong, SOLUTION)), "test_question")
-    assert failed == draws
+    assert _failed(_answers(apply(wrong, SOLUTION)), "test_question") == QUESTION_DRAWS

@@ -41,14 +41,6 @@ def _result(result, subject: str, names, example: str) -> dict:
     return result
 
 
-def _number(value, subject: str, name: str) -> float:
-    array = _as_array(value, subject, name)
-    if array.shape != ():
-        _fail(subject, f"{name} should be one number, but it has shape {array.shape}.",
-              "reduce it to a Python float with .item().")
-    return array
-
-
 def _untouched(subject: str, out: dict, case: dict) -> None:
     """The model's parameters and mode after the call are those it had before."""
     after = out["parameters_after"]
@@ -103,7 +95,9 @@ def verify_gradient_change(gradient_change_outputs, cases):
                    f"(lr={inputs['lr']}, batch_size={inputs['batch_size']}, seed={inputs['seed']})")
         _verify_measurement(gradient_change_outputs, "gradient_change_outputs", case, subject,
                             {"l2": (), "cosine": ()},
-                            "draw the batch once; G is the layer's weight gradient there; step every parameter of "
+                            "draw the batch once, as the notebook says: idx = torch.randint(0, len(x_train), "
+                            "(batch_size,), generator=torch.Generator().manual_seed(seed)); G is the layer's "
+                            "weight gradient there; step every parameter of "
                             "the modules before that layer by -lr * its gradient; G' is the same weight's gradient "
                             "on the same batch; l2 = |G - G'|, cosine = <G, G'> / (|G| |G'|).")
     _passed("gradient_change measures how much a layer's gradient changes when the layers below it step, and "
