@@ -11,6 +11,13 @@ from bnkit._core import (ATOL, RTOL, CheckFailed, Mistake, _as_array, _close, _c
                          _locate, _passed, _unpack_pair, quiet)
 
 
+def _torch():
+    """torch, imported when a case first needs it, so that the checks of the NumPy-only exercises load
+    without it."""
+    import torch
+    return torch
+
+
 # ---------------------------------------------------------------------------------------------
 # Inputs shared by the normalization exercises
 # ---------------------------------------------------------------------------------------------

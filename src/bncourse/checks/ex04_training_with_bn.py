@@ -20,12 +20,7 @@ import numpy as np
 from bnkit import ex04_training_with_bn as kit
 
 from .. import reference
-from ._core import Mistake
-
-
-def _torch():
-    import torch
-    return torch
+from ._core import Mistake, _torch
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,15 +23,10 @@ import numpy as np
 from bnkit import ex06_why_bn_works as kit
 
 from .. import reference
-from ._core import Mistake
+from ._core import Mistake, _torch
 
 #: Batch norm's ``eps`` in the notebook's networks (torch's default) and the reference's.
 EPS = reference.DEFAULT_EPS
-
-
-def _torch():
-    import torch
-    return torch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +37,7 @@ def network(rng, sizes, batch_norm=True, scale=1.0):
     """A network dict for layer sizes ``sizes`` (inputs, hidden..., classes): He-scaled weights times
     ``scale``; with batch norm, gammas and betas away from 1 and 0 and running statistics unlike any
     batch's (so that eval mode gives visibly different numbers); without it, small biases."""
-    weights = [rng.normal(0, scale * np.sqrt(2 / fan_in), size=(fan_out, fan_in))
+    weights = [rng.normal(0, scale * reference.he_std(fan_in), size=(fan_out, fan_in))
                for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
     hidden = sizes[1:-1]
     net = {"weights": weights, "biases": [None if batch_norm else rng.normal(0, 0.1, size=n) for n in hidden],
@@ -202,6 +197,16 @@ def _gradient_change_case(rng, sizes, batch_norm, layer, lr, batch_size, n_train
         variant(f"only the weights of the linear layers below layer {layer} took the step. Every parameter of the "
                 "modules before it moves: biases, and batch norm's gamma and beta, too.", moved=weights_below),
     ]
+    # model[:layer] cuts the nn.Sequential at the linear layer's number, not at its position (3 modules per
+    # hidden layer with batch norm, 2 without); named where it moves another set of parameters
+    per_layer = 3 if batch_norm else 2
+    cut_at_number = [i for i, (owner, role) in enumerate(layout)
+                     if owner * per_layer + (role in ("gamma", "beta")) < layer]
+    if cut_at_number not in (below, weights_below):
+        mistakes.append(variant(
+            f"the step moved model[:{layer}], the modules before position {layer} of the nn.Sequential. Linear "
+            f"layer {layer} sits at position {per_layer * layer} (each hidden layer is {per_layer} modules), so "
+            f"the modules before it are model[:{per_layer * layer}].", moved=cut_at_number))
     if batch_norm:
         mistakes.append(variant("G' was taken in eval mode (batch norm's running statistics). Both gradients are "
                                 "taken in train mode, as SGD sees them: leave the model in train mode.",

@@ -17,15 +17,10 @@ import numpy as np
 from bnkit import ex07_bn_in_practice as kit
 
 from .. import reference_practice as practice
-from ._core import Mistake, _affine, _close
+from ._core import Mistake, _affine, _close, _torch
 from .ex05_layernorm import _eps_cases
 
 DEFAULT_EPS = practice.DEFAULT_EPS
-
-
-def _torch():
-    import torch
-    return torch
 
 
 def _distinct(expected, mistakes):
