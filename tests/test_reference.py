@@ -301,6 +301,12 @@ def test_ex06_measurements_match_the_same_measurements_in_torch(sizes, batch_nor
         effective, cosine = reference.effective_learning_rate(net, x, y, 1, lr)
         assert effective == pytest.approx(lr / (weight ** 2).sum(), rel=1e-12)
         assert abs(cosine) < 1e-5     # zero but for batch norm's eps
+        model = _ex06_torch_model(net)
+        _, g = _ex06_torch_loss_and_gradients(model, x, y)
+        position = reference.mlp_layout(net).index((1, "weight"))
+        expected = torch.nn.functional.cosine_similarity(list(model.parameters())[position].flatten(),
+                                                         g[position].flatten(), dim=0).item()
+        assert cosine == pytest.approx(expected, rel=1e-6)    # the tiny cosine itself, not only its size
 
 
 def test_ex06_gradient_change_along_a_short_step_is_the_hessian_times_the_gradient():

@@ -53,6 +53,10 @@ WRONG_ANSWERS = [
           "below = [m.weight for m in model[:position] if isinstance(m, nn.Linear)]"),),
         frozenset({"test_gradient_change"}), says="only the weights of the linear layers below"),
     WrongAnswer(
+        "cuts_the_sequential_at_the_layer_number", "gradient_change",
+        (("for module in model[:position]", "for module in model[:layer]"),),
+        frozenset({"test_gradient_change"}), says="the step moved model[:2]"),
+    WrongAnswer(
         "second_gradient_in_eval_mode", "gradient_change",
         (("    model.zero_grad()\n    F.cross_entropy(model(x), y).backward()\n    after = ",
           "    model.eval()\n    model.zero_grad()\n    F.cross_entropy(model(x), y).backward()\n    model.train()\n"
@@ -74,6 +78,11 @@ WRONG_ANSWERS = [
           "            losses.append(F.cross_entropy(model(x), y).item())\n        model.train()\n"
           "        model.zero_grad()\n        F.cross_entropy(model(x), y).backward()\n"),),
         frozenset({"test_loss_landscape"}), says="losses were computed in eval mode"),
+    WrongAnswer(
+        "left_in_eval_mode", "loss_landscape",
+        (('    return {"losses": losses, "gradient_changes": changes}',
+          '    model.eval()\n    return {"losses": losses, "gradient_changes": changes}'),),
+        frozenset({"test_loss_landscape"}), says="is in eval mode after it"),
     WrongAnswer(
         "difference_of_norms", "loss_landscape",
         (("        squared = sum(((p.grad - gp) ** 2).sum() for p, gp in zip(params, g))\n"
