@@ -102,6 +102,25 @@ def test_a_figure_with_a_colour_bar_is_scaled_down_not_restacked():
     assert width > height                         # same layout, smaller: the browser test will flag its text
 
 
+def test_a_legend_laid_out_again_for_a_phone_keeps_its_font_size_and_title():
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for k in range(4):
+        axes[0].plot([0, 1], [k, k + 1], label=f"series {k}")
+    axes[0].legend(ncols=2, fontsize=11, title="runs")
+    plotting.phone_png(fig)
+    legend = axes[0].get_legend()
+    assert legend._ncols == 1 and legend.get_title().get_text() == "runs"
+    assert {text.get_fontsize() for text in legend.get_texts()} == {11}
+
+
+def test_a_panel_with_a_twin_axis_is_scaled_down_not_split_apart():
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    axes[0].twinx().plot([0, 1], [1, 0])
+    _, phone = renderings(plotting.figure_html(fig))
+    width, height, _ = png_info(phone)
+    assert width > height and len(fig.axes) == 3      # one row still: the twin stays on its panel
+
+
 def test_ipython_displays_figures_as_a_picture_only():
     from IPython.core.interactiveshell import InteractiveShell
 

@@ -119,13 +119,18 @@ def figure_png(fig, layout: str = "desktop") -> bytes:
 
 def _restack(fig, columns: int, panel_height: float | None) -> bool:
     """Move the panels of ``fig`` (in reading order) into a grid of ``columns`` columns, PHONE_WIDTH_IN
-    wide. False when the figure has axes that are not panels of a grid (a colour bar, an inset)."""
+    wide. False when the figure has axes that are not panels of a grid (a colour bar, an inset) or
+    that share a panel (twinx/twiny: moving them apart would split one plot in two)."""
     import warnings
 
     from matplotlib.gridspec import GridSpec
 
     panels = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
     if len(panels) != len(fig.axes):
+        return False
+    cells = {(id(ax.get_subplotspec().get_gridspec()), ax.get_subplotspec().rowspan, ax.get_subplotspec().colspan)
+             for ax in panels}
+    if len(cells) != len(panels):
         return False
     if not panels:
         return True
@@ -155,20 +160,25 @@ def _narrow_texts(fig, panels, columns: int) -> None:
     import textwrap
 
     def entries(legend):
-        """The handles and labels of a legend laid out in several columns, which is removed; else None."""
+        """The handles, labels and look (font, title) of a legend laid out in several columns, which is
+        removed; else None."""
         if legend is None or legend._ncols == 1:
             return None
         labels = [text.get_text() for text in legend.get_texts()]
+        look = {"prop": legend.prop, "title": legend.get_title().get_text() or None}
         legend.remove()
-        return legend.legend_handles, labels
+        return legend.legend_handles, labels, look
 
     for legend in list(fig.legends):
         if found := entries(legend):
-            fig.legend(*found, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=1)
+            handles, labels, look = found
+            fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=1, **look)
     for ax in panels:
         legend = ax.get_legend()
         if found := entries(legend):
-            ax.legend(*found, loc=legend._loc, ncols=1)
+            handles, labels, look = found
+            anchor = {"bbox_to_anchor": legend.get_bbox_to_anchor()} if legend._bbox_to_anchor is not None else {}
+            ax.legend(handles, labels, loc=legend._loc, ncols=1, **look, **anchor)
 
     def fit(text, width_in):
         # About 0.55 em per character: how many characters of this size fit the width.
