@@ -107,10 +107,12 @@ lab: $(STUDENT_VENV)/.installed
 	@if [ "$$(id -u)" = 0 ]; then echo "Running as root (in a container?): starting JupyterLab with --allow-root."; fi
 	JUPYTER_PATH=$(CURDIR)/$(STUDENT_VENV)/share/jupyter $(STUDENT_VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) exercises/
 
-# Chapter 4's experiments on this machine's device (CUDA when available): writes chapters/results/.
+# Chapter 4's training experiments and Chapter 7's batch norm bandwidth measurement on this machine's
+# device (CUDA when available): writes chapters/results/.
 # SIZE=tiny|cpu|gpu overrides the default (gpu on CUDA, cpu otherwise); MNIST=folder uses real MNIST.
 experiments: venv
 	$(BIN)/python -m bncourse.experiments.bn_training $(if $(SIZE),--size $(SIZE)) $(if $(MNIST),--mnist $(MNIST))
+	$(BIN)/python -m bncourse.experiments.bn_bandwidth $(if $(SIZE),--size $(SIZE))
 
 # solutions/<ex>/<ex>.md (MyST markdown, what authors edit) -> <ex>.ipynb beside it (git-ignored), for nbgrader.
 solution-notebooks: venv

@@ -572,12 +572,7 @@ def run_all(size: str, device, mnist_dir=None, only=None, show_progress=True) ->
     recorded_environment = environment(device)   # before the runs: the commit and date they started from
     chosen = [name for name in EXPERIMENTS if not only or name in only]
     data = load_data(device, mnist_dir)
-    counts = {"paper_mnist": 2 * len(config["paper_mnist"]["seeds"]),
-              "learning_rate": 2 * len(config["learning_rate"]["multipliers"]) * len(config["learning_rate"]["seeds"]),
-              "init_scale": 2 * len(config["init_scale"]["lrs"]) * len(config["init_scale"]["scales"])
-              * len(config["init_scale"]["seeds"]),
-              "batch_size": 2 * len(config["batch_size"]["sizes"]) * len(config["batch_size"]["seeds"]),
-              "eval_mode": len(config["eval_mode"]["seeds"]), "timing": 7}
+    counts = {name: work["runs"] for name, work in planned_work(size).items()} | {"timing": 7}   # the bar's steps
     bar = progress_bar(sum(counts[name] for name in chosen), show_progress)
     experiments, seconds = {}, {}
     for name in chosen:
