@@ -205,3 +205,23 @@ def test_planned_work_counts_the_steps_of_a_size():
     # batch_size: one epoch of 1,437 images at batch 4 (359 steps) and 32 (44 steps), with and without BN
     assert work["batch_size"] == {"runs": 4, "steps": 2 * (359 + 44), "evaluations": 4}
     assert work["init_scale"] == {"runs": 8, "steps": 8 * 30, "evaluations": 8}
+
+
+def test_train_epochs_counts_its_steps_and_batches_and_learns():
+    """Chapters 5 and 7's epoch loop: every example once per epoch (the partial batch dropped or not), the
+    schedule told the fraction of the steps done, and a separable problem learned."""
+    torch.manual_seed(0)
+    x = torch.randn(50, 4)
+    y = (x[:, 0] > 0).long()
+    seen, fractions = [], []
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    forward = model.forward
+    model.forward = lambda batch: (seen.append(len(batch)), forward(batch))[1]
+    bn_training.train_epochs(model, x, y, batch_size=16, lr=0.5, epochs=3, seed=1,
+                             before_step=lambda m, done: fractions.append(done))
+    assert seen == [16, 16, 16] * 3 and fractions == [k / 9 for k in range(9)]
+    seen.clear()
+    bn_training.train_epochs(model, x, y, batch_size=16, lr=0.5, epochs=2, seed=1, drop_last=False)
+    assert seen == [16, 16, 16, 2] * 2
+    model.forward = forward
+    assert (model(x).argmax(1) == y).float().mean() > 0.9

@@ -255,6 +255,30 @@ def train(model, data, *, steps, lr, batch_size, seed, eval_every, momentum=0.0,
     return curve
 
 
+def train_epochs(model, x, y, *, batch_size, lr, epochs, seed, momentum=0.9, drop_last=True, before_step=None):
+    """SGD with momentum over ``epochs`` shuffled passes through ``(x, y)`` (the shuffles drawn from
+    ``seed``), in train mode. ``drop_last`` skips each pass's last, partial batch (a batch of one breaks
+    batch norm); ``before_step(model, fraction of the steps done)`` runs before every step (a schedule, say).
+    Chapters 5 and 7 train with it; the experiments above train on random batches for a number of steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    shuffles = torch.Generator().manual_seed(seed)
+    per_epoch = len(y) // batch_size if drop_last else -(-len(y) // batch_size)
+    total, step = epochs * per_epoch, 0
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(y), generator=shuffles).split(batch_size):
+            if drop_last and len(idx) < batch_size:
+                continue
+            if before_step:
+                before_step(model, step / total)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+    return model
+
+
 def median_steps_to(runs, target):
     """Steps to ``target`` for each seed's curve, and their median (None unless every seed got there)."""
     reached = [steps_to(run, target) for run in runs]
